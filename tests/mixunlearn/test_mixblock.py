@@ -1,0 +1,39 @@
+"""MixBlock: shapes, the paper's parameter count, and a mask that partitions every pixel."""
+import torch
+
+from mixunlearn.mixblock import MixBlock, mix, plain_mixup_mask
+
+
+def test_parameter_count_matches_the_paper_at_256_channels():
+    # 2 * (257*128 + 128) + 257 + 1: q and k (1x1 conv + bias) and v (1x1 conv to one channel).
+    assert sum(p.numel() for p in MixBlock(256).parameters()) == 66_306
+
+
+def test_mask_shape_and_partition_of_unity():
+    torch.manual_seed(0)
+    g = MixBlock(32)
+    h_f, h_r = torch.randn(5, 32, 7, 7), torch.randn(5, 32, 7, 7)
+    lam = torch.distributions.Beta(0.75, 0.75).sample((5,))
+    mask = g(h_f, h_r, lam, image_size=28)
+    assert mask.shape == (5, 2, 28, 28)
+    assert torch.all(mask >= 0)
+    torch.testing.assert_close(mask.sum(dim=1), torch.ones(5, 28, 28))
+
+
+def test_mask_depends_on_lambda_and_on_the_features():
+    torch.manual_seed(0)
+    g = MixBlock(16)
+    for p in g.parameters():            # larger weights than the N(0, 0.01) init so the effect is visible
+        torch.nn.init.normal_(p, 0.0, 0.5)
+    h_f, h_r = torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4)
+    lam = torch.tensor([0.1, 0.9])
+    base = g(h_f, h_r, lam, image_size=8)
+    assert not torch.allclose(base, g(h_f, h_r, 1 - lam, image_size=8))
+    assert not torch.allclose(base, g(h_f, torch.randn_like(h_r), lam, image_size=8))
+
+
+def test_mixed_image_is_a_pixelwise_convex_combination():
+    x_f, x_r = torch.zeros(3, 1, 8, 8), torch.ones(3, 1, 8, 8)
+    lam = torch.tensor([0.0, 0.25, 1.0])
+    mixed = mix(x_f, x_r, plain_mixup_mask(lam, 8))
+    torch.testing.assert_close(mixed[:, 0, 3, 3], 1 - lam)
