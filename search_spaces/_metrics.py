@@ -1,0 +1,24 @@
+"""The metric names a sweep may optimise and an ablation may tabulate (METHOD.md "Evaluation").
+
+Each is a value a trial reports every epoch, in percent unless noted. The names are the ones the
+trainables report and MLflow records; a name outside this list would never arrive, so files naming
+one are refused before any trial starts.
+"""
+from __future__ import annotations
+
+METRICS: dict[str, str] = {
+    "train_r": "Acc(D_r), accuracy on the retain set",
+    "train_f": "Acc(D_f), accuracy on the forget set",
+    "test": "Acc(D_test), the whole test set (data-level tasks)",
+    "test_r": "accuracy on Test_r, test samples of retained classes (class-level tasks)",
+    "test_f": "accuracy on Test_f, test samples of the forgotten class (class-level tasks)",
+    "ua": "SalUn UA = 100 - Acc(D_f)",
+    "ra": "SalUn RA = Acc(D_r)",
+    "ta": "SalUn TA = Acc(D_test)",
+    "mia_efficacy": "SalUn MIA-Efficacy: fraction of D_f an SVM calls non-member",
+    "asr": "LAF's ASR: membership-inference attacker accuracy on D_f vs unseen test samples",
+    "avg_gap": "mean |metric - Retrain's| over UA, RA, TA, MIA-Efficacy; lower is better",
+    "unlearn_seconds": "wall time of the unlearning loop, seconds",
+}
+
+MODES = ("min", "max")
