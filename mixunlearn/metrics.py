@@ -1,0 +1,187 @@
+"""Evaluation of an unlearned model: accuracies, the SalUn protocol and LAF's membership-inference ASR.
+
+METHOD.md "Evaluation". Every value is a percentage and is judged by its distance to Retrain's:
+
+    metrics = evaluate(model, data, split, mia_samples=5000, seed=0)   # {"ua": ..., "asr": ..., ...}
+    gap = avg_gap(metrics, evaluate(refs.retrain, data, split))         # the natural sweep objective
+
+evaluate() runs the model once over the training set and once over the test set and derives every
+metric from those softmax outputs. The pieces it composes (accuracy, mia_efficacy, asr, avg_gap)
+take plain numpy arrays, so each can be checked on constructed cases.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from sklearn.base import ClassifierMixin
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.svm import SVC
+from torch import nn
+
+try:
+    import xgboost
+except (ImportError, OSError, ValueError):  # a broken install (no libxgboost/libgomp) fails at import
+    xgboost = None
+
+if TYPE_CHECKING:
+    from mixunlearn.data import ImageData
+    from mixunlearn.tasks import ForgetSplit
+
+# LAF attacks with XGBoost (100 trees); METHOD.md accepts a scikit-learn gradient-boosted substitute,
+# and the results must name which one produced the ASR.
+ATTACKER: str = "xgboost" if xgboost is not None else "sklearn-hist-gradient-boosting"
+
+# The SalUn protocol's quantities that Avg. Gap averages over.
+GAP_METRICS = ("ua", "ra", "ta", "mia_efficacy")
+
+
+# ---- forward passes --------------------------------------------------------------------------
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, data: ImageData, images_uint8: torch.Tensor, *,
+                  batch_size: int = 1024) -> torch.Tensor:
+    """Softmax outputs, float32 [n, K], on the images' device; batched, bf16 autocast on CUDA.
+
+    `data` is the ImageData the images come from (its normalize() is applied per batch). The model is
+    put in eval mode for the pass and handed back in the mode it came in.
+    """
+    device = images_uint8.device
+    was_training = model.training
+    model.eval()
+    try:
+        probs = []
+        for start in range(0, len(images_uint8), batch_size):
+            batch = data.normalize(images_uint8[start:start + batch_size])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(batch)
+            probs.append(logits.float().softmax(dim=1))
+    finally:
+        model.train(was_training)
+    if not probs:
+        return torch.empty(0, 0, device=device)
+    return torch.cat(probs)
+
+
+# ---- the whole evaluation -------------------------------------------------------------------
+
+def evaluate(model: nn.Module, data: ImageData, split: ForgetSplit, *, batch_size: int = 1024,
+             mia_samples: int = 5000, seed: int = 0) -> dict[str, float]:
+    """Every METHOD.md metric of `model` on (data, split), in percent.
+
+    Keys: train_r, train_f, test (accuracies), ua, ra, ta, mia_efficacy (SalUn protocol), asr (LAF),
+    plus test_r and test_f when split.forget_classes is non-empty (class-level tasks). Train accuracies
+    and confidences use split.train_labels (for the noisy task, the corrupted labels f_D learnt).
+    `mia_samples` caps each side of the attackers' training sets; `seed` fixes their draws.
+    """
+    train_probs = predict_probs(model, data, data.train_images, batch_size=batch_size).cpu().numpy()
+    test_probs = predict_probs(model, data, data.test_images, batch_size=batch_size).cpu().numpy()
+    train_labels = split.train_labels.cpu().numpy()
+    test_labels = data.test_labels.cpu().numpy()
+    forget = split.forget_idx.cpu().numpy()
+    retain = split.retain_idx.cpu().numpy()
+    assert len(forget) and len(retain), "a split has a non-empty forget set and retain set"
+
+    metrics = {
+        "train_r": accuracy(train_probs[retain], train_labels[retain]),
+        "train_f": accuracy(train_probs[forget], train_labels[forget]),
+        "test": accuracy(test_probs, test_labels),
+    }
+    class_level = len(split.forget_classes) > 0
+    if class_level:
+        forgotten = np.isin(test_labels, split.forget_classes)
+        metrics["test_r"] = accuracy(test_probs[~forgotten], test_labels[~forgotten])
+        metrics["test_f"] = accuracy(test_probs[forgotten], test_labels[forgotten])
+
+    # SalUn protocol: TA is the retained classes' test accuracy where a class is forgotten.
+    metrics["ua"] = 100.0 - metrics["train_f"]
+    metrics["ra"] = metrics["train_r"]
+    metrics["ta"] = metrics["test_r"] if class_level else metrics["test"]
+    train_conf = true_class_confidence(train_probs, train_labels)
+    test_conf = true_class_confidence(test_probs, test_labels)
+    metrics["mia_efficacy"] = mia_efficacy(train_conf[retain], test_conf, train_conf[forget], seed,
+                                           max_samples=mia_samples)
+
+    # LAF's ASR: the test set is held shuffled, so its first n samples are a fair non-member draw and
+    # the next m are unseen by the attacker.
+    n = min(len(forget), mia_samples, len(test_probs) // 2)
+    m = min(len(forget), len(test_probs) - n)
+    metrics["asr"] = asr(train_probs[retain], test_probs[:n], train_probs[forget], test_probs[n:n + m], seed)
+    return metrics
+
+
+def avg_gap(metrics: dict[str, float], retrain_metrics: dict[str, float]) -> float:
+    """Avg. Gap: mean |metric - Retrain's metric| over UA, RA, TA and MIA-Efficacy; lower is better."""
+    return float(np.mean([abs(metrics[k] - retrain_metrics[k]) for k in GAP_METRICS]))
+
+
+# ---- the parts ------------------------------------------------------------------------------
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Percent of rows whose arg-max is the label; NaN for an empty set (e.g. a class absent from a subset)."""
+    if len(labels) == 0:
+        return float("nan")
+    return 100.0 * float(np.mean(probs.argmax(axis=1) == labels))
+
+
+def true_class_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each sample's predicted probability of its own label: the SalUn MIA feature."""
+    return probs[np.arange(len(labels)), labels]
+
+
+def mia_efficacy(conf_members: np.ndarray, conf_nonmembers: np.ndarray, conf_forget: np.ndarray, seed: int,
+                 *, max_samples: int = 5000) -> float:
+    """SalUn's MIA-Efficacy: percent of the forget set that an SVM judges a non-member.
+
+    The SVM (SVC(C=3, gamma="auto", kernel="rbf"), SalUn's settings) learns true-class confidence on
+    n members (retain samples) vs n non-members (test samples), n = min of both sizes and max_samples,
+    each side drawn at random with numpy's Generator(seed). Higher means D_f looks less trained-on.
+    """
+    n = min(len(conf_members), len(conf_nonmembers), max_samples)
+    if n == 0 or len(conf_forget) == 0:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    members = conf_members[rng.choice(len(conf_members), n, replace=False)]
+    nonmembers = conf_nonmembers[rng.choice(len(conf_nonmembers), n, replace=False)]
+    features = np.concatenate([members, nonmembers]).reshape(-1, 1)
+    is_member = np.concatenate([np.ones(n), np.zeros(n)])
+    svm = SVC(C=3, gamma="auto", kernel="rbf").fit(features, is_member)
+    return 100.0 * float(np.mean(svm.predict(np.reshape(conf_forget, (-1, 1))) == 0))
+
+
+def asr(probs_members: np.ndarray, probs_nonmembers: np.ndarray, probs_forget: np.ndarray,
+        probs_heldout: np.ndarray, seed: int) -> float:
+    """LAF's attack success rate: accuracy (percent) of a membership attacker on D_f vs unseen test data.
+
+    The attacker (ATTACKER) reads the softmax vector sorted descending. It trains on all of
+    `probs_nonmembers` against as many rows drawn at random from `probs_members` (the retain set), and
+    is scored on m = min(|forget|, |heldout|) forget rows (members; drawn at random when there are more)
+    plus the first m held-out rows (non-members). 50 is chance: the attacker cannot tell D_f from
+    data the model never saw.
+    """
+    n = min(len(probs_members), len(probs_nonmembers))
+    m = min(len(probs_forget), len(probs_heldout))
+    if n == 0 or m == 0:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    members = probs_members[rng.choice(len(probs_members), n, replace=False)]
+    forget = probs_forget[rng.choice(len(probs_forget), m, replace=False)]
+    train_x = sorted_descending(np.concatenate([members, probs_nonmembers[:n]]))
+    train_y = np.concatenate([np.ones(n), np.zeros(n)]).astype(np.int64)
+    eval_x = sorted_descending(np.concatenate([forget, probs_heldout[:m]]))
+    eval_y = np.concatenate([np.ones(m), np.zeros(m)]).astype(np.int64)
+    attacker = make_attacker(seed).fit(train_x, train_y)
+    return 100.0 * float(np.mean(attacker.predict(eval_x) == eval_y))
+
+
+def sorted_descending(probs: np.ndarray) -> np.ndarray:
+    """The class-order-free attack feature: each softmax vector's probabilities, largest first."""
+    return -np.sort(-probs, axis=1)
+
+
+def make_attacker(seed: int) -> ClassifierMixin:
+    """A fresh, seeded gradient-boosted classifier of the kind ATTACKER names."""
+    if xgboost is not None:
+        return xgboost.XGBClassifier(n_estimators=100, random_state=seed)
+    return HistGradientBoostingClassifier(max_iter=100, random_state=seed)
