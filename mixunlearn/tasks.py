@@ -50,7 +50,12 @@ class ForgetSplit:
     forget_classes: tuple[int, ...]  # classes wholly forgotten (class task, semi on class); else ()
     fingerprint: str               # the data fingerprint
     spec: dict[str, Any]           # the task fields that define it (+ ref_seed)
-    original_labels: torch.Tensor  # int64 [n]: the data set's labels (differ from train_labels only on noisy D_f)
+    original_labels: torch.Tensor | None = None  # int64 [n]: the data set's labels (differ from train_labels only
+                                                 # on noisy D_f); None = train_labels, for splits built by hand
+
+    def __post_init__(self) -> None:
+        if self.original_labels is None:
+            self.original_labels = self.train_labels
 
     def key(self) -> str:
         """sha256 of (data fingerprint, spec): names the split and everything trained on it."""

@@ -138,3 +138,11 @@ def test_impossible_specs_are_refused_naming_the_field(fields, train_subset, wor
     assert isinstance(error.value, ConfigError)
     for word in words:
         assert word in str(error.value)
+
+
+def test_a_split_built_by_hand_takes_its_original_labels_from_train_labels():
+    labels = torch.tensor([0, 1, 1, 0])
+    split = ForgetSplit(task="random", forget_idx=torch.tensor([1]), retain_idx=torch.tensor([0, 2, 3]),
+                        train_labels=labels, labelled=torch.ones(4, dtype=torch.bool), forget_classes=(),
+                        fingerprint="by-hand", spec={})
+    assert torch.equal(split.original_labels, labels)
