@@ -1,0 +1,82 @@
+"""The three classifiers: shapes of logits and of the feature map G reads, the split, and the architectures."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mixunlearn.models import MODEL_NAMES, build_model
+
+# (model, in_channels, image_size, feature map [C, h, w]) for the data sets each model meets.
+CASES = [
+    ("cnn_small", 1, 28, (32, 7, 7)),
+    ("cnn_small", 3, 32, (32, 8, 8)),
+    ("resnet18_cifar", 3, 32, (256, 8, 8)),
+    ("resnet18_cifar", 1, 28, (256, 7, 7)),
+    ("resnet18_laf", 3, 32, (256, 14, 14)),
+    ("resnet18_laf", 1, 28, (256, 14, 14)),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # The CI box's 2 cores are shared; more threads than free cores makes small convolutions much slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make(name: str, in_channels: int, image_size: int, num_classes: int = 10) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(name, num_classes=num_classes, in_channels=in_channels, image_size=image_size).eval()
+
+
+@pytest.mark.parametrize("name, in_channels, image_size, feature_shape", CASES)
+def test_shapes_and_forward_is_head_of_features(name, in_channels, image_size, feature_shape):
+    model = make(name, in_channels, image_size, num_classes=7)
+    x = torch.randn(2, in_channels, image_size, image_size)
+    with torch.no_grad():
+        h = model.features(x)
+        logits = model(x)
+        assert h.shape == (2, *feature_shape)
+        assert model.feature_channels == feature_shape[0]
+        assert logits.shape == (2, 7)
+        torch.testing.assert_close(logits, model.head(h), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name, in_channels, image_size", [("cnn_small", 1, 28), ("resnet18_cifar", 3, 32)])
+def test_channels_last_and_bf16_autocast(name, in_channels, image_size):
+    model = make(name, in_channels, image_size)
+    x = torch.randn(4, in_channels, image_size, image_size)
+    with torch.no_grad():
+        reference = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        x_last = x.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(model(x_last), reference, rtol=1e-4, atol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = model.features(x_last)
+            logits = model.head(h)
+    assert h.dtype == torch.bfloat16 and logits.shape == reference.shape
+    assert torch.isfinite(logits.float()).all()
+
+
+def test_gradients_reach_every_parameter():
+    model = make("resnet18_cifar", 3, 32).train()
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_architectures_match_the_spec():
+    # cnn_small: METHOD.md's layer list (416 + 12,832 + 401,664 + 32,896 + 1,290).
+    # resnet18_cifar: kuangliu/pytorch-cifar's ResNet18 has 11,173,962 parameters at 10 classes.
+    # resnet18_laf: torchvision resnet18 minus its fc, plus 512->256 and 256->10.
+    expected = {"cnn_small": 449_098, "resnet18_cifar": 11_173_962, "resnet18_laf": 11_310_410}
+    sizes = {"cnn_small": (1, 28), "resnet18_cifar": (3, 32), "resnet18_laf": (3, 32)}
+    for name in MODEL_NAMES:
+        model = make(name, *sizes[name])
+        assert sum(p.numel() for p in model.parameters()) == expected[name], name
+
+
+def test_unknown_model_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="resnet18_cifar"):
+        build_model("vgg", num_classes=10, in_channels=3, image_size=32)
