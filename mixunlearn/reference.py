@@ -1,0 +1,228 @@
+"""The two reference models every run is judged by: f_D (trained on all of D) and Retrain (on D_r only).
+
+    refs = reference_models(cfg, data, split, device=torch.device("cuda"))
+    refs.original, refs.retrain        # eval mode, frozen, on the device
+
+Both follow LAF's recipe (METHOD.md "Models"; cfg.ref_*: Adam, cross-entropy) and are trained once per
+content: the cache entry <cache>/references/<sha256>.pt is keyed by everything that determines the
+weights — the data fingerprint, the labels trained on, for Retrain the retain indices, the model, the
+recipe, the seed and the role. f_D does not depend on which samples are later forgotten, so every task
+that keeps the true labels (class 0, class 3, data, random, ...) shares one f_D. Trials that start
+together (a Ray sweep) wait on a file lock instead of training the same entry side by side.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mixunlearn.config import UnlearnConfig
+from mixunlearn.data import ImageData, augment as augment_images, default_cache_dir
+from mixunlearn.models import build_model
+from mixunlearn.tasks import ForgetSplit
+
+# Bump when a change to the models or to train_classifier makes old cache entries wrong.
+CACHE_FORMAT = 1
+
+
+@dataclass
+class References:
+    original: nn.Module   # f_D, eval mode, requires_grad False, on device
+    retrain: nn.Module    # Retrain, same
+    original_path: Path
+    retrain_path: Path
+
+
+# ---- training --------------------------------------------------------------------------------------
+
+
+def train_classifier(
+    model: nn.Module,
+    data: ImageData,
+    indices: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    augment: bool,
+    seed: int,
+    device: torch.device | str,
+) -> nn.Module:
+    """Train `model` in place with Adam + cross-entropy on data.train_images[indices]; return it in eval mode.
+
+    Args:
+        indices: int64 positions into data.train_images to train on (any device).
+        labels: int64 labels of the WHOLE training set ([n], e.g. split.train_labels), read at `indices`.
+        batch_size: the last batch of an epoch may be smaller (nothing is dropped).
+        weight_decay: Adam's L2 term (torch.optim.Adam, as LAF), not AdamW's decoupled decay.
+        augment: random crop + flip (data.augment) on each batch before normalising.
+        seed: the shuffle order; drawn on the CPU so every device sees the same order.
+
+    The images stay on the device as uint8; a batch is an index gather, so there is no DataLoader and no
+    per-sample Python. On CUDA the step runs in bf16 autocast with channels_last; on CPU in float32.
+    """
+    device = torch.device(device)
+    assert labels.shape[0] == data.train_images.shape[0], "labels must cover the whole training set"
+    data = data.to(device)
+    indices = indices.to(device)
+    labels = labels.to(device)
+    cuda = device.type == "cuda"
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+
+    model.to(device=device, memory_format=memory_format).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=cuda)
+    shuffle = torch.Generator().manual_seed(seed)
+    augmentation = torch.Generator(device=device).manual_seed(seed + 1)
+
+    for _ in range(epochs):
+        order = indices[torch.randperm(len(indices), generator=shuffle).to(device)]
+        for batch in order.split(batch_size):
+            images = data.train_images[batch]
+            if augment:
+                images = augment_images(images, augmentation)
+            x = data.normalize(images).contiguous(memory_format=memory_format)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = F.cross_entropy(model(x), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+# ---- the cache -------------------------------------------------------------------------------------
+
+
+def reference_models(
+    cfg: UnlearnConfig,
+    data: ImageData,
+    split: ForgetSplit,
+    *,
+    device: torch.device | str,
+    cache_dir: str | Path | None = None,
+) -> References:
+    """Load f_D and Retrain for (cfg, data, split) from the cache, training each one the first time.
+
+    Args:
+        cache_dir: root of the cache; None = data.default_cache_dir() ($MIXSWEEP_CACHE or ~/.cache/mixsweep).
+            Entries live in <cache_dir>/references/<sha256>.pt with a <sha256>.json of the key's inputs
+            and the training wall time beside each.
+
+    Entries do not depend on the device that trained them: whichever process trains first (GPU or CPU)
+    fills the entry, and everyone after loads it.
+    """
+    device = torch.device(device)
+    directory = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "references"
+    directory.mkdir(parents=True, exist_ok=True)
+    data = data.to(device)
+    all_idx = torch.arange(data.train_images.shape[0])
+
+    recipe = {
+        "format": CACHE_FORMAT,
+        "data": data.fingerprint,
+        "labels": tensor_digest(split.train_labels),
+        "model": cfg.model,
+        "ref_epochs": cfg.ref_epochs,
+        "ref_batch_size": cfg.ref_batch_size,
+        "ref_lr": cfg.ref_lr,
+        "ref_weight_decay": cfg.ref_weight_decay,
+        "ref_augment": cfg.ref_augment,
+        "ref_seed": cfg.ref_seed,
+    }
+    original_inputs = {**recipe, "role": "original", "indices": "all"}
+    retrain_inputs = {**recipe, "role": "retrain", "indices": tensor_digest(split.retain_idx)}
+
+    def fresh() -> nn.Module:
+        # The same initial weights for both roles and for every loader: the seed, not the RNG's history.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.ref_seed)
+            return build_model(cfg.model, num_classes=data.num_classes, in_channels=data.in_channels,
+                               image_size=data.image_size)
+
+    def trainer(indices: torch.Tensor) -> Callable[[], nn.Module]:
+        return lambda: train_classifier(
+            fresh(), data, indices, split.train_labels, epochs=cfg.ref_epochs, batch_size=cfg.ref_batch_size,
+            lr=cfg.ref_lr, weight_decay=cfg.ref_weight_decay, augment=cfg.ref_augment, seed=cfg.ref_seed,
+            device=device)
+
+    original_path = ensure_entry(directory, original_inputs, trainer(all_idx), device=device)
+    retrain_path = ensure_entry(directory, retrain_inputs, trainer(split.retain_idx), device=device)
+    return References(
+        original=load_frozen(fresh(), original_path, device),
+        retrain=load_frozen(fresh(), retrain_path, device),
+        original_path=original_path,
+        retrain_path=retrain_path,
+    )
+
+
+def ensure_entry(directory: Path, inputs: dict[str, Any], train: Callable[[], nn.Module], *,
+                 device: torch.device) -> Path:
+    """The path of the entry for `inputs`, training and writing it first if no process has yet."""
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    path = directory / f"{key}.pt"
+    if path.exists():
+        return path
+    with exclusive_lock(directory / f"{key}.lock"):
+        # Another process may have trained it while we waited for the lock.
+        if path.exists():
+            return path
+        started = time.perf_counter()
+        model = train()
+        seconds = time.perf_counter() - started
+        record = {"key": key, "inputs": inputs, "train_seconds": round(seconds, 3), "device": str(device),
+                  "torch": torch.__version__, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        # The json goes first: an existing .pt always has its record beside it.
+        atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+        state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in
+                 model.state_dict().items()}
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return path
+
+
+def load_frozen(model: nn.Module, path: Path, device: torch.device) -> nn.Module:
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return model.to(device).eval().requires_grad_(False)
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and values (device and layout do not matter)."""
+    array = t.detach().cpu().contiguous().numpy()
+    digest = hashlib.sha256(f"{array.dtype}{tuple(array.shape)}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing); the kernel releases it if we die."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write via a private tmp file and rename, so readers see the whole file or none of it."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
