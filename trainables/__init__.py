@@ -1,0 +1,14 @@
+"""Ray Tune trainables: one method = one file, a flat recipe to copy for the next method.
+
+    from trainables import TrialSettings, mixunlearn_trial
+    trainable = tune.with_parameters(mixunlearn_trial, settings=TrialSettings(...))
+
+- mixunlearn_trial.py: the MixUnlearn trial (config -> prepare -> loop -> report/checkpoint -> MLflow).
+- checkpoint.py: what a trial's checkpoint directory holds, and reading it back.
+- records.py: the MLflow child/top-level runs, per-epoch metrics and end-of-run artifacts.
+
+Only `ray.tune.*` is used inside a trial: `ray.train.report` fails a Tune trial, `ray.air` is gone.
+"""
+from .mixunlearn_trial import TrialSettings, mixunlearn_trial
+
+__all__ = ["TrialSettings", "mixunlearn_trial"]

@@ -1,0 +1,162 @@
+"""The MixUnlearn trial: one Ray Tune function trainable = one method, read top to bottom.
+
+    trainable = tune.with_parameters(mixunlearn_trial, settings=TrialSettings(tracking_uri=..., ...))
+    tune.Tuner(tune.with_resources(trainable, {"cpu": 1, "gpu": 0.25}), ...)
+
+The Tune `config` IS the flat UnlearnConfig dict (mixunlearn/config.py); everything about the sweep
+rather than the run (where MLflow is, the parent run, how often to checkpoint) comes in `settings`.
+
+One trial:
+  1. config -> UnlearnConfig; device = the GPU Ray assigned (CUDA_VISIBLE_DEVICES) or the CPU;
+     torch threads = the CPUs Ray assigned.
+  2. prepare(): data on the device, the forget split, f_D and Retrain from the reference cache and their
+     metrics. Cached in this process, so the next trial in a reused actor skips it.
+  3. MixUnlearn, restored from `tune.get_checkpoint()` when Tune resumes or retries the trial.
+  4. The MLflow child run (under the sweep's parent run), found again by trial id on a resume.
+  5. Every epoch: the metrics to MLflow (step = epoch) and to `tune.report`, with a checkpoint every
+     `checkpoint_every` epochs and at the last one.
+  6. Before the last report: the results to MLflow and the run closed FINISHED. (ASHA answers the report
+     at max_t with STOP, and a stopped function never runs again: nothing may come after that report.)
+A trial ASHA stops earlier is closed KILLED by the driver's callback (mixsweep/callback.py), which logs
+the model from the trial's last checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from mixunlearn.config import UnlearnConfig
+from mixunlearn.run import Prepared, epochs, prepare
+from mixunlearn.unlearn import MixUnlearn
+
+from . import checkpoint, records
+
+METHOD = "MixUnlearn"
+
+# Fields only the unlearning loop reads. Every other field (data, task, reference recipe, seeds,
+# evaluation sizes) shapes what prepare() builds, so it keys the process-local cache below; a field
+# added to UnlearnConfig later lands in the key, which is the safe side.
+LOOP_FIELDS = frozenset({
+    "targets", "sharpen_T", "alpha", "omega", "tau_gen", "tau_mix", "tau_real", "gen_interval", "gen_steps",
+    "gen_target", "ema_momentum", "lr_unlearner", "lr_generator", "epochs", "batch_size", "reduction",
+    "use_mix_loss", "use_mixblock", "use_sharpen", "exclude_same_class_pairs", "device",
+})
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """Sweep-level settings every trial of a sweep shares (passed with tune.with_parameters)."""
+    tracking_uri: str              # MLflow: a sqlite:/// file or an http:// server
+    experiment_id: str             # the MLflow experiment of the sweep's parent run
+    parent_run_id: str             # the sweep's parent run: each trial's run nests under it
+    checkpoint_every: int = 1      # epochs between Tune checkpoints (the last epoch is always saved)
+    cpus: float = 1.0              # CPUs Ray reserves per trial: torch uses as many threads
+    gpus: float = 0.0              # GPUs Ray reserves per trial (fractions pack trials onto one GPU)
+    cache_dir: str | None = None   # reference-model cache; None = $MIXSWEEP_CACHE or ~/.cache/mixsweep
+
+
+def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
+    # Tune's storage logs every checkpoint at INFO, which buries the progress table on the console.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    cfg = UnlearnConfig.from_dict(config, source="trial config")
+    device = trial_device()
+    torch.set_num_threads(max(1, int(settings.cpus)))
+    prepared = prepare_cached(cfg, device, settings.cache_dir)
+
+    loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original, device=device)
+    saved = None
+    resumed_from = tune.get_checkpoint()
+    if resumed_from is not None:
+        with resumed_from.as_directory() as directory:
+            saved = checkpoint.read(directory)
+        loop.load_state_dict(saved.state)
+
+    context = tune.get_context()
+    mlflow_client = records.client(settings.tracking_uri)
+    run_id = records.open_child_run(
+        mlflow_client, experiment_id=settings.experiment_id, parent_run_id=settings.parent_run_id,
+        trial_id=context.get_trial_id(), run_name=context.get_trial_name(), params=cfg.to_dict())
+    already_logged = records.last_logged_epoch(mlflow_client, run_id)
+    if saved is not None and loop.epoch >= cfg.epochs:
+        # Restored from its final checkpoint (the driver died after the last report): only the close is left.
+        finish(settings, run_id, loop, prepared, saved.rows[METHOD])
+        return
+
+    for metrics in epochs(prepared, loop):
+        epoch = int(metrics["epoch"])
+        last = epoch == cfg.epochs
+        if epoch > already_logged:
+            records.log_metrics(mlflow_client, run_id, metrics, step=epoch)
+        rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, METHOD: metrics}
+        if last:
+            finish(settings, run_id, loop, prepared, metrics)
+        result = {**metrics, "mlflow_run_id": run_id, "gpu_seconds": metrics["unlearn_seconds"] * settings.gpus}
+        if last or epoch % settings.checkpoint_every == 0:
+            with tempfile.TemporaryDirectory(prefix="mixsweep-ckpt-") as directory:
+                checkpoint.write(directory, state=loop.state_dict(), epoch=epoch, model=model_spec(prepared),
+                                 rows=rows, example=input_example(prepared))
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
+        else:
+            tune.report(result)
+
+
+def finish(settings: TrialSettings, run_id: str, loop: MixUnlearn, prepared: Prepared,
+           metrics: dict[str, float]) -> None:
+    """Log the results of the last epoch and close the run FINISHED."""
+    rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, METHOD: metrics}
+    records.log_results(settings.tracking_uri, run_id, model=loop.unlearner,
+                        generator_state=loop.generator.state_dict() if loop.generator else {},
+                        example=input_example(prepared), config=prepared.cfg.to_dict(), rows=rows,
+                        epoch=loop.epoch, title=table_title(prepared.cfg))
+    records.close_run(records.client(settings.tracking_uri), run_id, "FINISHED")
+
+
+# ---- device and the process-local cache -----------------------------------------------------------------
+
+def trial_device() -> torch.device:
+    """The GPU Ray assigned to this trial, else the CPU. Ray sets CUDA_VISIBLE_DEVICES to the assigned
+    GPU (also for a fraction of one), so inside the trial it is always cuda:0."""
+    if ray.get_gpu_ids() and torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+_PREPARED: dict[tuple, Prepared] = {}
+
+
+def prepare_cached(cfg: UnlearnConfig, device: torch.device, cache_dir: str | None) -> Prepared:
+    """prepare(), kept for the next trial of this process (Tune reuses actors): only the last one is
+    kept, since a sweep's trials share their data, split and reference models."""
+    values = cfg.to_dict()
+    key = (str(device), cache_dir, tuple((k, repr(values[k])) for k in sorted(values) if k not in LOOP_FIELDS))
+    if key not in _PREPARED:
+        _PREPARED.clear()
+        _PREPARED[key] = prepare(cfg, device=device, cache_dir=cache_dir)
+    # The loop's fields (epochs, above all) are read from prepared.cfg: give it this trial's config.
+    return dataclasses.replace(_PREPARED[key], cfg=cfg)
+
+
+# ---- what the records need ------------------------------------------------------------------------------
+
+def model_spec(prepared: Prepared) -> dict[str, Any]:
+    """The build_model arguments that rebuild the unlearner from its state_dict."""
+    data = prepared.data
+    return {"name": prepared.cfg.model, "num_classes": data.num_classes, "in_channels": data.in_channels,
+            "image_size": data.image_size}
+
+
+def input_example(prepared: Prepared) -> torch.Tensor:
+    """Two retain images, normalised as the model sees them: the MLflow model's input example."""
+    images = prepared.data.train_images[prepared.split.retain_idx[:2].to(prepared.device)]
+    return prepared.data.normalize(images).cpu()
+
+
+def table_title(cfg: UnlearnConfig) -> str:
+    return f"{cfg.dataset} / {cfg.task} / {cfg.model} / targets {cfg.targets}"

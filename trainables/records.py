@@ -1,0 +1,186 @@
+"""MLflow records of one run: open (or reopen) it, log each epoch, log the results, close it.
+
+Shared by the trials (a child run per trial), by the driver's callback (which closes the children of
+trials that ASHA stopped, logging their last checkpoint's model) and by `mixsweep train` (a top-level
+run). Everything goes through an explicit `MlflowClient(tracking_uri)`; only `mlflow.pytorch.log_model`
+needs the process-wide tracking URI, which `log_results` sets.
+
+A run's artifacts at the end:
+    unlearned_model.pt   the unlearned model's state_dict (torch.load(..., weights_only=True))
+    generator.pt         the generator's state_dict (absent for an ablation without one)
+    config.yaml          the flat config: `mixsweep train config.yaml` re-runs it
+    metrics_table.txt    rows f_D / Retrain / method (mixunlearn.run.format_table), and metrics.csv
+    + an MLflow PyTorch model named "model" with an input example (mlflow.pytorch.load_model loads it)
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pytorch
+import torch
+import yaml
+from mlflow.entities import Metric, Param, RunStatus, ViewType
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from mixunlearn.run import COLUMNS, format_table
+
+from . import checkpoint
+
+PARENT_TAG = "mlflow.parentRunId"      # MLflow's own nesting tag: the UI shows the child under its sweep
+TRIAL_TAG = "mixsweep.trial_id"        # Tune's trial id: a resumed or retried trial finds its run again
+KIND_TAG = "mixsweep.kind"             # "sweep", "trial" or "train"
+MODEL_EPOCH_TAG = "mixsweep.model_epoch"   # the epoch whose weights the model artifacts hold
+STOPPED_TAG = "mixsweep.stopped_early"     # "true" on a trial ASHA stopped before its last epoch
+INTERRUPTED_TAG = "mixsweep.interrupted"   # "true" while a sweep interrupted mid-trial waits for `resume`
+MLFLOW_BATCH = 100                     # MLflow's limit of params per log_batch call
+
+
+def client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri)
+
+
+# ---- opening and closing ------------------------------------------------------------------------------
+
+def find_child_run(mlflow_client: MlflowClient, *, experiment_id: str, parent_run_id: str, trial_id: str):
+    """The child run of `trial_id` under the sweep's parent run, or None."""
+    runs = mlflow_client.search_runs(
+        [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' AND tags.`{TRIAL_TAG}` = '{trial_id}'",
+        run_view_type=ViewType.ALL, max_results=1)
+    return runs[0] if runs else None
+
+
+def open_child_run(mlflow_client: MlflowClient, *, experiment_id: str, parent_run_id: str, trial_id: str,
+                   run_name: str, params: dict[str, Any]) -> str:
+    """Get or create the trial's child run; a resumed trial gets its own run back, status RUNNING again."""
+    existing = find_child_run(mlflow_client, experiment_id=experiment_id, parent_run_id=parent_run_id,
+                              trial_id=trial_id)
+    if existing is not None:
+        if existing.info.status != "RUNNING":
+            mlflow_client.update_run(existing.info.run_id, status="RUNNING")
+        if INTERRUPTED_TAG in existing.data.tags:
+            mlflow_client.delete_tag(existing.info.run_id, INTERRUPTED_TAG)
+        return existing.info.run_id
+    run = mlflow_client.create_run(experiment_id, run_name=run_name,
+                                   tags={PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id, KIND_TAG: "trial"})
+    log_params(mlflow_client, run.info.run_id, params)
+    return run.info.run_id
+
+
+def open_run(mlflow_client: MlflowClient, *, experiment_id: str, run_name: str, kind: str,
+             params: dict[str, Any], tags: dict[str, str] | None = None) -> str:
+    """A new top-level run (a sweep's parent, or a `mixsweep train` run) with its params logged."""
+    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags={KIND_TAG: kind, **(tags or {})})
+    log_params(mlflow_client, run.info.run_id, params)
+    return run.info.run_id
+
+
+def close_run(mlflow_client: MlflowClient, run_id: str, status: str) -> None:
+    """End the run with its true status: FINISHED, FAILED or KILLED."""
+    assert status in ("FINISHED", "FAILED", "KILLED"), status
+    mlflow_client.set_terminated(run_id, status=status)
+
+
+def run_status(mlflow_client: MlflowClient, run_id: str) -> str:
+    return mlflow_client.get_run(run_id).info.status
+
+
+def is_running(status: str) -> bool:
+    return status in (RunStatus.to_string(RunStatus.RUNNING), RunStatus.to_string(RunStatus.SCHEDULED))
+
+
+# ---- params and metrics ---------------------------------------------------------------------------------
+
+def log_params(mlflow_client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    items = [Param(k, _param_text(v)) for k, v in params.items()]
+    for start in range(0, len(items), MLFLOW_BATCH):
+        mlflow_client.log_batch(run_id, params=items[start:start + MLFLOW_BATCH])
+
+
+def log_metrics(mlflow_client: MlflowClient, run_id: str, metrics: dict[str, Any], *, step: int) -> None:
+    """Every numeric metric at `step` (the epoch), in one call."""
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    mlflow_client.log_batch(run_id, metrics=items)
+
+
+def last_logged_epoch(mlflow_client: MlflowClient, run_id: str) -> int:
+    """The highest epoch already in the run's history (0 for a new run): a resumed trial replays the
+    epochs after its checkpoint and must not log the ones before the interruption twice."""
+    history = mlflow_client.get_metric_history(run_id, "epoch")
+    return max((int(m.step) for m in history), default=0)
+
+
+def _param_text(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+# ---- results --------------------------------------------------------------------------------------------
+
+def log_results(tracking_uri: str, run_id: str, *, model: nn.Module, generator_state: dict[str, torch.Tensor],
+                example: torch.Tensor, config: dict[str, Any], rows: dict[str, dict[str, float]], epoch: int,
+                title: str = "") -> None:
+    """Log the run's artifacts (see the module docstring); `rows` maps f_D / Retrain / method to metrics."""
+    mlflow_client = client(tracking_uri)
+    model = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).eval()
+    with tempfile.TemporaryDirectory(prefix="mixsweep-artifacts-") as tmp:
+        folder = Path(tmp)
+        torch.save(model.state_dict(), folder / "unlearned_model.pt")
+        if generator_state:
+            torch.save(checkpoint.to_cpu(generator_state), folder / "generator.pt")
+        (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        (folder / "metrics_table.txt").write_text(format_table(rows, title=title) + "\n")
+        write_metrics_csv(folder / "metrics.csv", rows)
+        mlflow_client.log_artifacts(run_id, str(folder))
+    log_pytorch_model(tracking_uri, run_id, model, example)
+    mlflow_client.set_tag(run_id, MODEL_EPOCH_TAG, str(epoch))
+
+
+def log_pytorch_model(tracking_uri: str, run_id: str, model: nn.Module, example: torch.Tensor) -> None:
+    """The model as an MLflow PyTorch model ("pt2": torch.export, loads without unpickling our classes).
+
+    The example holds two images: with one, torch.export would fix the batch size at 1. The pip
+    requirement is given, because inferring it loads the model again in a subprocess (seconds per trial).
+    A model torch.export cannot trace falls back to the pickle format, recorded in a tag."""
+    mlflow.set_tracking_uri(tracking_uri)
+    requirements = [f"torch=={torch.__version__.split('+')[0]}"]
+    example_array = example.detach().cpu().numpy()
+    try:
+        mlflow.pytorch.log_model(model, name="model", input_example=example_array, run_id=run_id,
+                                 pip_requirements=requirements, serialization_format="pt2")
+        serialization = "pt2"
+    except Exception:   # noqa: BLE001 - any export failure: the pickle format always works for our models
+        mlflow.pytorch.log_model(model, name="model", input_example=example_array, run_id=run_id,
+                                 pip_requirements=requirements, serialization_format="pickle")
+        serialization = "pickle"
+    client(tracking_uri).set_tag(run_id, "mixsweep.model_format", serialization)
+
+
+def log_checkpoint_results(tracking_uri: str, run_id: str, checkpoint_dir: str | Path, *, config: dict[str, Any],
+                           title: str = "") -> int:
+    """Log the results of the trial's checkpoint at `checkpoint_dir`; returns the epoch it holds."""
+    saved = checkpoint.read(checkpoint_dir)
+    log_results(tracking_uri, run_id, model=saved.unlearner(), generator_state=saved.generator_state(),
+                example=saved.example, config=config, rows=saved.rows, epoch=saved.epoch, title=title)
+    return saved.epoch
+
+
+def write_metrics_csv(path: Path, rows: dict[str, dict[str, float]]) -> None:
+    columns = [c for c in (*COLUMNS, "unlearn_seconds") if any(c in r for r in rows.values())]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model", *columns])
+        for name, metrics in rows.items():
+            writer.writerow([name, *(_csv_cell(metrics.get(c)) for c in columns)])
+
+
+def _csv_cell(value: float | None) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(float(value))
