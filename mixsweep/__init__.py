@@ -1,0 +1,7 @@
+"""MixSweep: the platform layer. Ray Tune sweeps of MixUnlearn with Optuna search and MLflow records.
+
+The `mixsweep` command (cli.py) is the entry point; each subcommand is one module:
+run -> sweep.py, resume -> resume.py, export -> export.py, train -> train.py, ui -> ui.py, demo -> demo.py.
+Around them: cluster.py (Ray, resource checks), tracking.py (the MLflow store), state.py (a sweep on
+disk), callback.py (closing the MLflow runs trials cannot close), errors.py (exit status 2).
+"""

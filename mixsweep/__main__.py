@@ -1,0 +1,6 @@
+"""`python -m mixsweep ...` = the `mixsweep` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""The driver side of the MLflow records: no child run stays RUNNING.
+
+A trial closes its own run FINISHED after its last epoch. Two endings it cannot record itself:
+- ASHA stopped it early. Its function is blocked in `tune.report` and never runs again, so
+  `on_trial_complete` finds the run still RUNNING: it logs the model of the trial's last checkpoint
+  (tagged with that epoch) and closes the run KILLED.
+- It failed. `on_trial_error` closes the run FAILED (with the last checkpoint's model when there is one);
+  a trial that failed before opening its run gets one, so every trial has a child run.
+`close_leftovers` does the same for every trial after `fit()` returns (a callback error must not stop
+the sweep, so the callback only warns and the pass after `fit()` catches up), and marks the runs of
+trials an interruption left unfinished KILLED with `mixsweep.interrupted`, which `resume` reopens.
+"""
+from __future__ import annotations
+
+import logging
+
+from ray import tune
+from ray.tune.experiment import Trial
+
+from mixunlearn.config import UnlearnConfig
+from trainables import records
+from trainables.mixunlearn_trial import table_title
+
+log = logging.getLogger(__name__)
+
+
+class CloseChildRuns(tune.Callback):
+    """Closes the MLflow child runs that their trials could not close (see the module docstring)."""
+
+    def __init__(self, *, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._close(trial, "KILLED")
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._close(trial, "FAILED")
+
+    def _close(self, trial: Trial, status: str) -> None:
+        try:
+            close_child(trial, status, tracking_uri=self.tracking_uri, experiment_id=self.experiment_id,
+                        parent_run_id=self.parent_run_id)
+        except Exception:   # noqa: BLE001 - MLflow down for a moment must not end the sweep
+            log.warning("could not close the MLflow run of trial %s now; retried when the sweep ends",
+                        trial.trial_id, exc_info=True)
+
+
+def close_child(trial: Trial, status: str, *, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
+    """Close the trial's child run with `status` if it is still open, logging its last checkpoint first."""
+    client = records.client(tracking_uri)
+    run = records.find_child_run(client, experiment_id=experiment_id, parent_run_id=parent_run_id,
+                                 trial_id=trial.trial_id)
+    if run is None:   # failed before it opened its run (bad data, out of memory while preparing)
+        run_id = records.open_child_run(client, experiment_id=experiment_id, parent_run_id=parent_run_id,
+                                        trial_id=trial.trial_id, run_name=str(trial), params=trial.config)
+    elif records.is_running(run.info.status):
+        run_id = run.info.run_id
+    else:
+        return
+    if trial.checkpoint is not None:
+        cfg = UnlearnConfig.from_dict(trial.config, source=f"trial {trial.trial_id} config")
+        with trial.checkpoint.as_directory() as directory:
+            epoch = records.log_checkpoint_results(tracking_uri, run_id, directory, config=cfg.to_dict(),
+                                                   title=table_title(cfg))
+        if epoch < cfg.epochs:
+            client.set_tag(run_id, records.STOPPED_TAG, "true")
+    records.close_run(client, run_id, status)
+
+
+def close_leftovers(trials: list[Trial], *, tracking_uri: str, experiment_id: str, parent_run_id: str) -> bool:
+    """After fit(): close every child run still open. Returns True when every trial ended (none was
+    left unfinished by an interruption)."""
+    complete = True
+    client = records.client(tracking_uri)
+    for trial in trials:
+        if trial.status == Trial.TERMINATED:
+            close_child(trial, "KILLED", tracking_uri=tracking_uri, experiment_id=experiment_id,
+                        parent_run_id=parent_run_id)
+        elif trial.status == Trial.ERROR:
+            close_child(trial, "FAILED", tracking_uri=tracking_uri, experiment_id=experiment_id,
+                        parent_run_id=parent_run_id)
+        else:
+            complete = False
+            run = records.find_child_run(client, experiment_id=experiment_id, parent_run_id=parent_run_id,
+                                         trial_id=trial.trial_id)
+            if run is not None and records.is_running(run.info.status):
+                client.set_tag(run.info.run_id, records.INTERRUPTED_TAG, "true")
+                records.close_run(client, run.info.run_id, "KILLED")
+    return complete

@@ -1,0 +1,139 @@
+"""The `mixsweep` command: sweeps, export, re-runs, resume, the MLflow UI and the demo.
+
+    mixsweep demo
+    mixsweep run search_spaces/quick.yaml --trials 8 --concurrency 2
+    mixsweep export quick
+    mixsweep train sweeps/quick/export/best.yaml
+    mixsweep resume quick
+    mixsweep ui
+
+Environment: MIXSWEEP_STORAGE (default of --storage), MLFLOW_TRACKING_URI (of --tracking-uri),
+RAY_ADDRESS (of --address), MIXSWEEP_CACHE (the reference-model cache), RAY_TMPDIR (a local Ray's
+temp folder). A bad flag, file or resource request prints one sentence and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mixunlearn.config import ConfigError
+from mixunlearn.data import DatasetNotFound
+
+from .errors import EXIT_USAGE, UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mixsweep", description="Ray Tune + Optuna + MLflow sweeps of MixUnlearn.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="start a sweep of a space YAML (a file or a preset name)")
+    run.add_argument("space", help="a sweep space YAML file, or a shipped preset name (quick, paper, ...)")
+    run.add_argument("--trials", type=int, help="trials in total (default: the space's sweep.trials)")
+    run.add_argument("--concurrency", type=int, help="trials at once (default: the space's sweep.concurrency)")
+    run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial = its torch threads")
+    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial; fractions share a GPU")
+    run.add_argument("--epochs", type=int, help="override the space's epochs for every trial")
+    run.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
+    run.add_argument("--name", help="sweep name (default: the space file's stem)")
+    run.add_argument("--seed", type=int, default=0, help="seed of Optuna's TPE sampler")
+    _common(run, address=True, storage=True, tracking=True)
+
+    export = commands.add_parser("export", help="write the best config(s) and every trial as Parquet")
+    export.add_argument("sweep", help="a sweep name under --storage, or a sweep folder")
+    _common(export, storage=True)
+
+    train = commands.add_parser("train", help="one run of a config YAML, recorded in MLflow")
+    train.add_argument("config", help="a flat config YAML, e.g. an exported best.yaml")
+    train.add_argument("--threads", type=int, help="torch threads (default: the file's mixsweep-threads line)")
+    _common(train, tracking=True)
+
+    resume = commands.add_parser("resume", help="finish an interrupted sweep")
+    resume.add_argument("sweep", help="a sweep name under --storage, or a sweep folder")
+    _common(resume, address=True, storage=True)
+
+    ui = commands.add_parser("ui", help="serve the MLflow UI over the tracking store")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    _common(ui, tracking=True)
+
+    demo = commands.add_parser("demo", help="the quick preset on CPU: 8 trials, export, UI command")
+    demo.add_argument("--trials", type=int, default=8)
+    demo.add_argument("--concurrency", type=int, default=2)
+    _common(demo, storage=True, tracking=True)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser, *, address: bool = False, storage: bool = False,
+            tracking: bool = False) -> None:
+    if address:
+        parser.add_argument("--address", help="Ray cluster: auto or host:port (default: $RAY_ADDRESS, else a "
+                                              "local Ray)")
+    if storage:
+        parser.add_argument("--storage", help="Tune results: a folder or URI (default: $MIXSWEEP_STORAGE, "
+                                              "else ./sweeps)")
+    if tracking:
+        parser.add_argument("--tracking-uri", help="MLflow: sqlite:///PATH or http://HOST:PORT (default: "
+                                                   "$MLFLOW_TRACKING_URI, else ./mlflow.db)")
+
+
+def space_file(value: str) -> Path:
+    """A path, or the name of a shipped preset."""
+    from search_spaces import list_presets, preset_path
+
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    if value.removesuffix(".yaml") in list_presets():
+        return preset_path(value)
+    raise UsageError(f"{value}: no such space file; pass a YAML path or a preset ({', '.join(list_presets())})")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    # Imported per command: `mixsweep --help` and the UI should not pay for Ray and torch.
+    if args.command == "run":
+        from .sweep import run_sweep
+        run_sweep(space_file(args.space), trials=args.trials, concurrency=args.concurrency,
+                  cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
+                  storage=args.storage, tracking_uri=args.tracking_uri, name=args.name,
+                  checkpoint_every=args.checkpoint_every, epochs=args.epochs, seed=args.seed)
+        return 0
+    if args.command == "export":
+        from .export import export_sweep
+        exported = export_sweep(args.sweep, storage=args.storage)
+        for path in exported.configs:
+            print(f"config:  {path}")
+        print(f"trials:  {exported.parquet}")
+        print(f"(also logged on the sweep's MLflow parent run under export/)")
+        return 0
+    if args.command == "train":
+        from .train import train
+        result = train(args.config, tracking_uri=args.tracking_uri, threads=args.threads)
+        print(result.table)
+        print(f"MLflow run {result.run_id}")
+        return 0
+    if args.command == "resume":
+        from .resume import resume_sweep
+        resume_sweep(args.sweep, storage=args.storage, address=args.address)
+        return 0
+    if args.command == "ui":
+        from .ui import open_ui
+        return open_ui(tracking_uri=args.tracking_uri, host=args.host, port=args.port)
+    if args.command == "demo":
+        from .demo import demo
+        return demo(trials=args.trials, concurrency=args.concurrency, storage=args.storage,
+                    tracking_uri=args.tracking_uri)
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return dispatch(args)
+    except (UsageError, ConfigError, DatasetNotFound) as error:
+        print(f"mixsweep: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

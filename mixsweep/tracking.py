@@ -1,0 +1,78 @@
+"""Where MLflow records go, and the store made ready before any trial writes to it.
+
+    uri = tracking_uri(flag)                 # --tracking-uri, else $MLFLOW_TRACKING_URI, else ./mlflow.db
+    experiment_id = ready_experiment(uri)    # creates the SQLite schema and the experiment once, here
+
+Trials start together and write at once; two processes creating a fresh SQLite schema at the same time
+corrupt it or fail. So the driver creates the schema (and the experiment, with an absolute artifact
+folder beside the database) before the first trial starts. With an http:// URI the server owns both.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from .errors import UsageError
+
+EXPERIMENT = "mixsweep"   # one experiment: sweeps (parent + children) and `mixsweep train` runs side by side
+SCHEMES = ("sqlite:///", "http://", "https://")
+
+
+def tracking_uri(flag: str | None) -> str:
+    """The tracking URI to use: the flag, $MLFLOW_TRACKING_URI, or a SQLite file in the working directory."""
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if not uri.startswith(SCHEMES):
+        raise UsageError(f"--tracking-uri {uri}: use sqlite:///ABSOLUTE/PATH.db or the http:// URL of an "
+                         "MLflow server")
+    if uri.startswith("sqlite:///"):
+        folder = sqlite_path(uri).parent
+        if not folder.is_dir():
+            raise UsageError(f"--tracking-uri {uri}: the folder {folder} does not exist; create it or point "
+                             "the URI elsewhere")
+        # Absolute: trials run in Tune's trial directories, where a relative path means another file.
+        uri = f"sqlite:///{sqlite_path(uri)}"
+    return uri
+
+
+def sqlite_path(uri: str) -> Path:
+    """The database file of a sqlite:/// URI (sqlite:////abs/path.db and sqlite:///rel/path.db)."""
+    return Path(uri.removeprefix("sqlite:///")).resolve()
+
+
+def ready_experiment(uri: str, name: str = EXPERIMENT) -> str:
+    """Create the store's schema and the experiment if missing; return the experiment id."""
+    client = MlflowClient(uri)
+    try:
+        client.search_experiments(max_results=1)   # creates (or upgrades) a SQLite schema, once, here
+    except Exception as error:   # noqa: BLE001 - connection refused, bad database: one sentence for the user
+        raise UsageError(f"--tracking-uri {uri}: MLflow cannot use this store ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''}); start the server or fix the "
+                         "URI") from None
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    # A local store keeps artifacts in an absolute folder beside the database: trials run in Tune's trial
+    # directories, where MLflow's default ./mlruns would scatter them.
+    location = (sqlite_path(uri).parent / "mlartifacts").as_uri() if uri.startswith("sqlite:///") else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> dict[str, str]:
+    """Tags naming the code that ran: the commit, and whether the working tree had changes."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {}
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"mlflow.source.git.commit": commit, "mixsweep.git_dirty": str(bool(dirty)).lower()}

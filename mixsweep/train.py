@@ -1,0 +1,86 @@
+"""`mixsweep train CONFIG.yaml`: one MixUnlearn run without search, recorded as a top-level MLflow run.
+
+    mixsweep train sweeps/quick/export/best.yaml            # the exported best config, its thread count
+    mixsweep train my.yaml --threads 4 --tracking-uri http://127.0.0.1:5000
+
+The run gets what a sweep's trial gets: the config as params, per-epoch metrics (step = epoch), the
+unlearned model and generator weights, the MLflow PyTorch model, config.yaml and the metrics table.
+An exported config re-runs its trial exactly on CPU: same seed, same reference models (from the cache),
+same torch thread count (the file's `# mixsweep-threads:` line is the default of --threads).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from mixunlearn.config import UnlearnConfig
+from mixunlearn.run import format_table, epochs, prepare, resolve_device
+from mixunlearn.unlearn import MixUnlearn
+from trainables import records
+from trainables.mixunlearn_trial import METHOD, input_example, table_title
+
+from . import tracking
+from .errors import UsageError
+from .export import threads_of
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    metrics: dict[str, float]   # the last epoch's
+    table: str
+
+
+def train(config_file: str | Path, *, tracking_uri: str | None = None, threads: int | None = None,
+          cache_dir: str | None = None) -> TrainResult:
+    path = Path(config_file).expanduser()
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file; pass a config YAML such as an exported best.yaml")
+    text = path.read_text()
+    try:
+        values = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise UsageError(f"{path}: not valid YAML ({str(error).splitlines()[0]}); fix the file") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: expected a mapping of config fields (field: value), found {type(values).__name__}")
+    cfg = UnlearnConfig.from_dict(values, source=str(path))
+    threads = threads or threads_of(text)
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads {threads}: it must be a positive whole number")
+        torch.set_num_threads(threads)
+    uri = tracking.tracking_uri(tracking_uri)
+    device = resolve_device(cfg.device)
+
+    client = records.client(uri)
+    experiment_id = tracking.ready_experiment(uri)
+    run_id = records.open_run(client, experiment_id=experiment_id, run_name=f"train-{path.stem}", kind="train",
+                              params=cfg.to_dict(), tags={"mixsweep.config_file": str(path.resolve()),
+                                                          "mixsweep.threads": str(torch.get_num_threads()),
+                                                          **tracking.git_commit()})
+    print(f"MLflow run {run_id} ({uri}); {torch.get_num_threads()} torch threads on {device}", flush=True)
+    status = "FAILED"
+    try:
+        prepared = prepare(cfg, device=device, cache_dir=cache_dir)
+        loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original,
+                          device=prepared.device)
+        final: dict[str, float] = {}
+        for final in epochs(prepared, loop):
+            records.log_metrics(client, run_id, final, step=int(final["epoch"]))
+            print(f"epoch {final['epoch']:>3}/{cfg.epochs}  avg_gap {final['avg_gap']:6.2f}  train_f "
+                  f"{final['train_f']:6.2f}  ta {final['ta']:6.2f}  ({final['epoch_seconds']:.1f} s)", flush=True)
+        rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, METHOD: final}
+        records.log_results(uri, run_id, model=loop.unlearner,
+                            generator_state=loop.generator.state_dict() if loop.generator else {},
+                            example=input_example(prepared), config=cfg.to_dict(), rows=rows, epoch=loop.epoch,
+                            title=table_title(cfg))
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        records.close_run(client, run_id, status)
+    return TrainResult(run_id=run_id, metrics=final, table=format_table(rows, title=table_title(cfg)))
