@@ -7,13 +7,15 @@ A trial closes its own run FINISHED after its last epoch. Two endings it cannot 
 - It failed. `on_trial_error` closes the run FAILED (with the last checkpoint's model when there is one);
   a trial that failed before opening its run gets one, so every trial has a child run.
 `close_leftovers` does the same for every trial after `fit()` returns (a callback error must not stop
-the sweep, so the callback only warns and the pass after `fit()` catches up), and marks the runs of
-trials an interruption left unfinished KILLED with `mixsweep.interrupted`, which `resume` reopens.
+the sweep, so the callback only warns and the pass after `fit()` catches up), marks the runs of
+trials an interruption left unfinished KILLED with `mixsweep.interrupted`, which `resume` reopens, and
+closes KILLED (`mixsweep.lost`) the runs of trials a killed driver started after Tune's last snapshot.
 """
 from __future__ import annotations
 
 import logging
 
+from mlflow.entities import ViewType
 from ray import tune
 from ray.tune.experiment import Trial
 
@@ -22,6 +24,8 @@ from trainables import records
 from trainables.mixunlearn_trial import table_title
 
 log = logging.getLogger(__name__)
+
+LOST_TAG = "mixsweep.lost"   # "true" on the run of a trial a killed driver lost (see close_lost_runs)
 
 
 class CloseChildRuns(tune.Callback):
@@ -88,4 +92,16 @@ def close_leftovers(trials: list[Trial], *, tracking_uri: str, experiment_id: st
             if run is not None and records.is_running(run.info.status):
                 client.set_tag(run.info.run_id, records.INTERRUPTED_TAG, "true")
                 records.close_run(client, run.info.run_id, "KILLED")
+    close_lost_runs(client, {t.trial_id for t in trials}, experiment_id=experiment_id, parent_run_id=parent_run_id)
     return complete
+
+
+def close_lost_runs(client, known: set[str], *, experiment_id: str, parent_run_id: str) -> None:
+    """Close KILLED the open runs of trials Tune no longer knows: a driver killed before Tune saved its
+    state loses the trials it had started since, and the resumed sweep draws new ones instead."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{records.PARENT_TAG}` = '{parent_run_id}' "
+                              "AND attributes.status = 'RUNNING'", run_view_type=ViewType.ALL)
+    for run in runs:
+        if run.data.tags.get(records.TRIAL_TAG) not in known:
+            client.set_tag(run.info.run_id, LOST_TAG, "true")
+            records.close_run(client, run.info.run_id, "KILLED")

@@ -7,12 +7,13 @@ The Tune `config` IS the flat UnlearnConfig dict (mixunlearn/config.py); everyth
 rather than the run (where MLflow is, the parent run, how often to checkpoint) comes in `settings`.
 
 One trial:
-  1. config -> UnlearnConfig; device = the GPU Ray assigned (CUDA_VISIBLE_DEVICES) or the CPU;
-     torch threads = the CPUs Ray assigned.
-  2. prepare(): data on the device, the forget split, f_D and Retrain from the reference cache and their
-     metrics. Cached in this process, so the next trial in a reused actor skips it.
-  3. MixUnlearn, restored from `tune.get_checkpoint()` when Tune resumes or retries the trial.
-  4. The MLflow child run (under the sweep's parent run), found again by trial id on a resume.
+  1. config -> UnlearnConfig.
+  2. The MLflow child run (under the sweep's parent run), found again by trial id on a resume; a trial
+     whose run already ended (the driver died before Tune saved that) reports that result and returns.
+  3. device = the GPU Ray assigned (CUDA_VISIBLE_DEVICES) or the CPU; torch threads = Ray's CPUs.
+  4. prepare(): data on the device, the forget split, f_D and Retrain from the reference cache and their
+     metrics. Cached in this process, so the next trial in a reused actor skips it. Then MixUnlearn,
+     restored from `tune.get_checkpoint()` when Tune resumes or retries the trial.
   5. Every epoch: the metrics to MLflow (step = epoch) and to `tune.report`, with a checkpoint every
      `checkpoint_every` epochs and at the last one.
   6. Before the last report: the results to MLflow and the run closed FINISHED. (ASHA answers the report
@@ -66,28 +67,28 @@ def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     # Tune's storage logs every checkpoint at INFO, which buries the progress table on the console.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = UnlearnConfig.from_dict(config, source="trial config")
-    device = trial_device()
-    torch.set_num_threads(max(1, int(settings.cpus)))
-    prepared = prepare_cached(cfg, device, settings.cache_dir)
-
-    loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original, device=device)
-    saved = None
-    resumed_from = tune.get_checkpoint()
-    if resumed_from is not None:
-        with resumed_from.as_directory() as directory:
-            saved = checkpoint.read(directory)
-        loop.load_state_dict(saved.state)
-
     context = tune.get_context()
     mlflow_client = records.client(settings.tracking_uri)
+    earlier = records.find_child_run(mlflow_client, experiment_id=settings.experiment_id,
+                                     parent_run_id=settings.parent_run_id, trial_id=context.get_trial_id())
+    if earlier is not None and records.ended(earlier):
+        # Tune's last snapshot predates this trial's end (the driver died in between), so a resume
+        # restarted it: report the result MLflow recorded instead of training it again.
+        tune.report({**earlier.data.metrics, "mlflow_run_id": earlier.info.run_id})
+        return
     run_id = records.open_child_run(
         mlflow_client, experiment_id=settings.experiment_id, parent_run_id=settings.parent_run_id,
         trial_id=context.get_trial_id(), run_name=context.get_trial_name(), params=cfg.to_dict())
+
+    device = trial_device()
+    torch.set_num_threads(max(1, int(settings.cpus)))
+    prepared = prepare_cached(cfg, device, settings.cache_dir)
+    loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original, device=device)
+    resumed_from = tune.get_checkpoint()
+    if resumed_from is not None:
+        with resumed_from.as_directory() as directory:
+            loop.load_state_dict(checkpoint.read(directory).state)
     already_logged = records.last_logged_epoch(mlflow_client, run_id)
-    if saved is not None and loop.epoch >= cfg.epochs:
-        # Restored from its final checkpoint (the driver died after the last report): only the close is left.
-        finish(settings, run_id, loop, prepared, saved.rows[METHOD])
-        return
 
     for metrics in epochs(prepared, loop):
         epoch = int(metrics["epoch"])

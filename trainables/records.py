@@ -92,6 +92,13 @@ def run_status(mlflow_client: MlflowClient, run_id: str) -> str:
     return mlflow_client.get_run(run_id).info.status
 
 
+def ended(run) -> bool:
+    """Whether the run records a trial that ran to its end: FINISHED, or KILLED by early stopping (an
+    interruption's KILLED carries INTERRUPTED_TAG: that trial still has epochs to run)."""
+    status = run.info.status
+    return status == "FINISHED" or (status == "KILLED" and INTERRUPTED_TAG not in run.data.tags)
+
+
 def is_running(status: str) -> bool:
     return status in (RunStatus.to_string(RunStatus.RUNNING), RunStatus.to_string(RunStatus.SCHEDULED))
 
