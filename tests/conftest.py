@@ -4,8 +4,14 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# One torch thread in the test process: the small CPU models here run faster single-threaded on two
+# shared cores (two threads contend with Ray's and MLflow's processes), and float32 CPU results are
+# reproducible only at a fixed thread count.
+torch.set_num_threads(1)
 
 
 def load_mlflow_launcher():

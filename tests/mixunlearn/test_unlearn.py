@@ -69,13 +69,15 @@ def test_original_outputs_are_computed_once_not_every_step(cache, monkeypatch):
 
 
 # ---- behaviour on real data ----------------------------------------------------------------------
-# Class-level, label-agnostic MixUnlearn on a Fashion-MNIST subset with the paper's CNN, on the CPU.
-# Hyperparameters are METHOD.md's defaults except where written out below (see the comments).
+# Class-level, label-agnostic MixUnlearn on a Fashion-MNIST subset (400 train / 200 test images per
+# class) with the paper's CNN, on the CPU. The unlearning hyperparameters are METHOD.md's defaults for
+# the CNN, with 12 epochs instead of LAF's 20 (Test_f is at 0.5% by then). The reference recipe trains
+# with lr 1e-3 for 8 epochs instead of LAF's 1e-4 for 20, so f_D learns the subset in seconds.
 REAL = UnlearnConfig(
     dataset="fashion_mnist", train_subset=400, test_subset=200, task="class", forget_class=0,
     model="cnn_small", targets="agnostic", ref_epochs=8, ref_batch_size=32, ref_lr=1e-3,
     alpha=0.75, omega=1.0, tau_gen=20.0, tau_mix=20.0, tau_real=20.0, sharpen_T=0.3, gen_interval=4,
-    gen_steps=1, gen_target="current", lr_unlearner=5e-5, lr_generator=1e-3, epochs=20, batch_size=32,
+    gen_steps=1, gen_target="current", lr_unlearner=5e-5, lr_generator=1e-3, epochs=12, batch_size=32,
     mia_samples=1000,
 )
 
@@ -87,9 +89,17 @@ def real(cache):
     return prepare(REAL, device="cpu", cache_dir=cache)
 
 
+def unlearned_metrics(prepared, cfg):
+    """Train every epoch, then evaluate once (the per-epoch evaluation is the caller's business)."""
+    loop = fresh_loop(prepared, cfg)
+    while loop.epoch < cfg.epochs:
+        loop.train_epoch()
+    return prepared.evaluate(loop.unlearner.eval())
+
+
 @pytest.fixture(scope="module")
 def full_method(real):
-    return list(epochs(real, fresh_loop(real, REAL)))[-1]
+    return unlearned_metrics(real, REAL)
 
 
 @pytest.mark.slow
@@ -98,9 +108,12 @@ def test_mixunlearn_forgets_the_class_and_keeps_the_rest(real, full_method):
     assert before["test_f"] > 60, "f_D must know the forget class before there is anything to unlearn"
     assert full_method["test_f"] <= 10, full_method
     assert full_method["test_r"] >= before["test_r"] - 5, (before, full_method)
+    assert full_method["avg_gap"] < before["avg_gap"] / 4, "the unlearned model must move towards Retrain"
 
 
 @pytest.mark.slow
 def test_without_real_loss_loses_clearly_more_retained_accuracy(real, full_method):
-    no_real = list(epochs(real, fresh_loop(real, REAL.replace(omega=0.0))))[-1]
-    assert no_real["test_r"] < full_method["test_r"] - 10, (no_real, full_method)
+    no_real = unlearned_metrics(real, REAL.replace(omega=0.0))
+    lost_full = real.original_metrics["test_r"] - full_method["test_r"]
+    lost_no_real = real.original_metrics["test_r"] - no_real["test_r"]
+    assert lost_no_real >= lost_full + 5, (real.original_metrics, full_method, no_real)
