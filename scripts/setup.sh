@@ -14,3 +14,5 @@ fi
 # Pinned torch first: these builds lie on local disk here; an unpinned torch pulls a multi-GB build.
 python -m pip install -q torch==2.14.1 torchvision==0.29.1
 python -m pip install -q -e ".[test]"
+# pyenv exposes new console scripts (mixsweep) only after a rehash.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
