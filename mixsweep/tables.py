@@ -1,0 +1,236 @@
+"""Measurements -> tables: the ablation table (mean ± std, Δ vs full, Δ vs Retrain) and the paper's table.
+
+Pure functions of numbers already collected (no MLflow, no Ray), so they are tested on hand-made values
+and rendered the same way by `ablate`, `report` and `compare`.
+
+    table = ablation_table(measures, variants=["full", "no_real"], metrics=["test_r", "asr"])
+    print(table.markdown())          # three Markdown tables: values, Δ vs full, Δ vs Retrain
+    path.write_text(table.csv_text())
+
+    paper = paper_table(task_kind="class", original=f_d_row, retrain=retrain_row, methods={"quick": row})
+    print(paper.markdown())          # bold = closest to Retrain in its column
+
+Statistics: mean and *sample* standard deviation (n − 1 in the denominator, `statistics.stdev`) over
+the seeds a variant finished; with one seed the std is undefined (NaN, shown as "–").
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+# Metrics with no meaningful Retrain value: Retrain's avg_gap is 0 by definition (its distance to
+# itself), and the unlearning wall time does not exist for a model trained from scratch.
+NO_RETRAIN_DELTA = frozenset({"avg_gap", "unlearn_seconds"})
+RETRAIN = "Retrain"
+ORIGINAL = "f_D"
+NA = "–"
+
+
+class RunMeasure(NamedTuple):
+    """One finished run of an ablation: its variant and seed, the method's final metrics, and the metrics
+    of the Retrain model it was measured against (same split, same evaluation seed)."""
+    variant: str
+    seed: int
+    metrics: dict[str, float]
+    retrain: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float     # sample std (n − 1); NaN when n < 2
+    n: int
+
+    @staticmethod
+    def of(values: list[float]) -> "Stat":
+        finite = [v for v in values if math.isfinite(v)]
+        if not finite:
+            return Stat(math.nan, math.nan, 0)
+        return Stat(statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else math.nan,
+                    len(finite))
+
+
+# ---- the ablation table ------------------------------------------------------------------------------
+
+@dataclass
+class AblationTable:
+    variants: list[str]                       # rows, in plan order
+    metrics: list[str]                        # columns, in plan order
+    reference: str                            # the row Δ is taken against ("full")
+    seeds: list[int]
+    stats: dict[str, dict[str, Stat]]         # variant -> metric -> the method's values over seeds
+    retrain_stats: dict[str, dict[str, Stat]]  # variant -> metric -> Retrain's values over the same runs
+    runs: dict[str, list[int]] = field(default_factory=dict)   # variant -> the seeds that contributed
+
+    def delta_full(self, variant: str, metric: str) -> float:
+        """variant mean − reference mean (NaN when either is missing)."""
+        return self.stats[variant][metric].mean - self.stats[self.reference][metric].mean
+
+    def delta_retrain(self, variant: str, metric: str) -> float:
+        """variant mean − Retrain's mean over the same runs; NaN where Retrain has no value for the metric."""
+        if metric in NO_RETRAIN_DELTA:
+            return math.nan
+        return self.stats[variant][metric].mean - self.retrain_stats[variant][metric].mean
+
+    def retrain_row(self) -> dict[str, Stat]:
+        """Retrain's values as one row: from the reference variant's runs (one per seed), else any row's."""
+        source = self.reference if self.runs.get(self.reference) else next(
+            (v for v in self.variants if self.runs.get(v)), self.reference)
+        return {m: (Stat(math.nan, math.nan, 0) if m in NO_RETRAIN_DELTA else self.retrain_stats[source][m])
+                for m in self.metrics}
+
+    def markdown(self) -> str:
+        """Three Markdown tables (values; Δ vs the reference; Δ vs Retrain) with a line on how to read them."""
+        header = "| variant | seeds | " + " | ".join(self.metrics) + " |"
+        rule = "|---|---|" + "---:|" * len(self.metrics)
+        values = [header, rule]
+        for variant in self.variants:
+            cells = [_mean_std(self.stats[variant][m]) for m in self.metrics]
+            values.append(f"| {variant} | {self._seed_count(variant)} | " + " | ".join(cells) + " |")
+        retrain = self.retrain_row()
+        values.append(f"| *{RETRAIN}* | {self._seed_count(self.reference)} | "
+                      + " | ".join(_mean_std(retrain[m]) for m in self.metrics) + " |")
+
+        delta_header = "| variant | " + " | ".join(self.metrics) + " |"
+        delta_rule = "|---|" + "---:|" * len(self.metrics)
+        versus_reference = [delta_header, delta_rule] + [
+            f"| {v} | " + " | ".join(_signed(self.delta_full(v, m)) for m in self.metrics) + " |"
+            for v in self.variants]
+        versus_retrain = [delta_header, delta_rule] + [
+            f"| {v} | " + " | ".join(_signed(self.delta_retrain(v, m)) for m in self.metrics) + " |"
+            for v in self.variants]
+        return "\n".join([
+            "Mean ± sample std over seeds (accuracies and rates in %).", "", *values, "",
+            f"Δ against `{self.reference}` (variant mean − {self.reference} mean).", "", *versus_reference, "",
+            f"Δ against {RETRAIN} (variant mean − Retrain's mean over the same runs; closer to 0 is better; "
+            f"{NA} where Retrain has no value).", "", *versus_retrain, ""])
+
+    def csv_text(self) -> str:
+        """One row per variant (plan order) and a final Retrain row; per metric (plan order) four columns:
+        <m>_mean, <m>_std, <m>_delta_full, <m>_delta_retrain. Empty cells are undefined values."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["variant", "n_seeds"] + [f"{m}_{part}" for m in self.metrics
+                                                 for part in ("mean", "std", "delta_full", "delta_retrain")])
+        for variant in self.variants:
+            cells = []
+            for m in self.metrics:
+                stat = self.stats[variant][m]
+                cells += [stat.mean, stat.std, self.delta_full(variant, m), self.delta_retrain(variant, m)]
+            writer.writerow([variant, len(self.runs.get(variant, []))] + [_csv(v) for v in cells])
+        retrain = self.retrain_row()
+        writer.writerow([RETRAIN, len(self.runs.get(self.reference, []))]
+                        + [_csv(v) for m in self.metrics for v in (retrain[m].mean, retrain[m].std, math.nan, math.nan)])
+        return out.getvalue()
+
+    def _seed_count(self, variant: str) -> str:
+        done = len(self.runs.get(variant, []))
+        return str(done) if done == len(self.seeds) else f"{done} of {len(self.seeds)}"
+
+
+def ablation_table(measures: list[RunMeasure], *, variants: list[str], metrics: list[str], seeds: list[int],
+                   reference: str = "full") -> AblationTable:
+    """Group the runs by variant and summarise each metric; variants and metrics keep the given order."""
+    assert reference in variants, f"the reference row {reference!r} is not among the variants"
+    stats, retrain_stats, runs = {}, {}, {}
+    for variant in variants:
+        mine = [r for r in measures if r.variant == variant]
+        runs[variant] = sorted(r.seed for r in mine)
+        stats[variant] = {m: Stat.of([r.metrics.get(m, math.nan) for r in mine]) for m in metrics}
+        retrain_stats[variant] = {m: Stat.of([r.retrain.get(m, math.nan) for r in mine]) for m in metrics}
+    return AblationTable(variants=list(variants), metrics=list(metrics), reference=reference, seeds=list(seeds),
+                         stats=stats, retrain_stats=retrain_stats, runs=runs)
+
+
+# ---- the paper's table (compare) ---------------------------------------------------------------------
+
+# The paper's columns (LAF's protocol) per kind of task, then Avg. Gap (SalUn's, METHOD.md).
+PAPER_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "class": [("Train_r", "train_r"), ("Train_f", "train_f"), ("Test_r", "test_r"), ("Test_f", "test_f"),
+              ("ASR", "asr"), ("Avg. Gap", "avg_gap")],
+    "data": [("Train_r", "train_r"), ("Train_f", "train_f"), ("Test", "test"), ("ASR", "asr"),
+             ("Avg. Gap", "avg_gap")],
+}
+
+
+@dataclass
+class PaperTable:
+    kind: str                              # "class" or "data": which columns
+    original: dict[str, float]             # f_D's row
+    retrain: dict[str, float]              # Retrain's row
+    methods: dict[str, dict[str, float]]   # label -> the compared run's row, in input order
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        return PAPER_COLUMNS[self.kind]
+
+    def closest(self) -> dict[str, set[str]]:
+        """metric -> the compared rows closest to Retrain in that column (|value − Retrain|; ties share it).
+        For Avg. Gap, Retrain's value is 0, so this is the smallest gap."""
+        best: dict[str, set[str]] = {}
+        for _, metric in self.columns:
+            target = self.retrain.get(metric, math.nan)
+            distances = {label: abs(row.get(metric, math.nan) - target) for label, row in self.methods.items()}
+            finite = {label: d for label, d in distances.items() if math.isfinite(d)}
+            if finite:
+                low = min(finite.values())
+                best[metric] = {label for label, d in finite.items() if math.isclose(d, low, abs_tol=1e-9)}
+            else:
+                best[metric] = set()
+        return best
+
+    def markdown(self) -> str:
+        bold = self.closest()
+        lines = ["| method | " + " | ".join(name for name, _ in self.columns) + " |",
+                 "|---|" + "---:|" * len(self.columns)]
+        for label, row in ((RETRAIN, self.retrain), (ORIGINAL, self.original)):
+            lines.append(f"| {label} | " + " | ".join(_plain(row.get(m)) for _, m in self.columns) + " |")
+        for label, row in self.methods.items():
+            cells = [f"**{_plain(row.get(m))}**" if label in bold[m] else _plain(row.get(m)) for _, m in self.columns]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", "Accuracies and ASR in %. **Bold**: closest to Retrain in its column (|value − Retrain|). "
+                  "Avg. Gap = mean |UA, RA, TA, MIA-Efficacy − Retrain's| (lower is better)."]
+        return "\n".join(lines) + "\n"
+
+    def csv_text(self) -> str:
+        """Rows Retrain, f_D, then the compared runs; a last column names each row's closest-to-Retrain columns."""
+        bold = self.closest()
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["method", *(name for name, _ in self.columns), "closest_to_retrain"])
+        for label, row in ((RETRAIN, self.retrain), (ORIGINAL, self.original)):
+            writer.writerow([label, *(_csv(row.get(m, math.nan)) for _, m in self.columns), ""])
+        for label, row in self.methods.items():
+            marked = ";".join(name for name, m in self.columns if label in bold[m])
+            writer.writerow([label, *(_csv(row.get(m, math.nan)) for _, m in self.columns), marked])
+        return out.getvalue()
+
+
+def paper_table(*, task_kind: str, original: dict[str, float], retrain: dict[str, float],
+                methods: dict[str, dict[str, float]]) -> PaperTable:
+    assert task_kind in PAPER_COLUMNS, task_kind
+    return PaperTable(kind=task_kind, original=original, retrain=retrain, methods=dict(methods))
+
+
+# ---- cells -----------------------------------------------------------------------------------------------
+
+def _mean_std(stat: Stat) -> str:
+    if stat.n == 0:
+        return NA
+    return f"{stat.mean:.2f}" if math.isnan(stat.std) else f"{stat.mean:.2f} ± {stat.std:.2f}"
+
+
+def _signed(value: float) -> str:
+    return NA if math.isnan(value) else f"{value:+.2f}"
+
+
+def _plain(value: float | None) -> str:
+    return NA if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def _csv(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else repr(float(value))
