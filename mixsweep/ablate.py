@@ -1,0 +1,348 @@
+"""`mixsweep ablate PLAN.yaml`: every variant of an ablation plan over its seeds, as Ray Tune trials,
+then a table of mean ± std per metric, Δ against `full` and Δ against Retrain.
+
+    mixsweep ablate search_spaces/ablations/mixunlearn_components.yaml
+    mixsweep ablate search_spaces/ablations/alpha_oat.yaml --address auto --gpus-per-trial 0.25 --storage /shared/sweeps
+
+The runs are the trials of one Tune experiment, built exactly like a sweep's (mixsweep/sweep.py): the
+same trainable and resources (`trainable_for`), the same MLflow parent run with one child per trial, the
+same callback closing the children, the same `fit` (so `mixsweep resume NAME` continues an interrupted
+ablation). Only the search differs: `PlanSearcher` hands out the plan's configs in plan order, no
+Optuna and no early stopping — an ablation compares finished runs. The reference models are shared
+without any help from here: they are cached by data, task, model, recipe and ref_seed, none of which
+a plan's variants or seeds change.
+
+After the trials, each child run is tagged with its variant and seed (`mixsweep.variant`,
+`mixsweep.seed`) and renamed `<variant>/seed<k>`; the table is computed from the children's MLflow
+records — the method's last-epoch metrics, and Retrain's from each run's metrics.csv — and written to
+<sweep>/ablation/table.md and table.csv, and logged on the parent run under `ablation/`.
+`mixsweep report NAME` rebuilds the same table (e.g. after a resume) with a bar chart.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.search import ConcurrencyLimiter, Searcher
+
+from mixunlearn.config import UnlearnConfig
+from search_spaces import AblationPlan, list_plans, load_plan
+from search_spaces import plan_path as plan_path_of
+from trainables import records
+from trainables.mixunlearn_trial import METHOD
+
+from . import cluster, evidence, state as sweep_state, tracking
+from .callback import CloseChildRuns
+from .errors import UsageError
+from .sweep import CHECKPOINTS_KEPT, NAME, REPORT_EVERY_S, TRIAL_RETRIES, fit, trainable_for, trial_dirname
+from .tables import RETRAIN, AblationTable, RunMeasure, ablation_table
+
+INFO_FILE = "ablation.json"      # beside mixsweep.json: marks the folder as an ablation and keeps the plan
+TABLE_FOLDER = "ablation"        # <sweep>/ablation/table.md|csv, and the parent run's artifact folder
+VARIANT_TAG = "mixsweep.variant"
+SEED_TAG = "mixsweep.seed"
+REFERENCE = "full"               # search_spaces' reference row; Δ is taken against it when the plan has it
+
+
+@dataclass
+class AblationInfo:
+    """What the table needs beyond the sweep's state: the plan, in its order, and the evidence line."""
+    plan_file: str
+    variants: list[str]                 # rows, plan order
+    seeds: list[int]
+    metrics: list[str]                  # columns, plan order
+    reference: str                      # "full", or the first variant when a plan has no "full"
+    configs: dict[str, dict[str, Any]]  # variant -> full config (seed as in base)
+    dataset: str
+    task: str
+    hardware: str                       # the Ray cluster the trials ran on (evidence.cluster_hardware)
+    versions: dict[str, str]
+
+    def save(self, folder: Path) -> Path:
+        path = folder / INFO_FILE
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+
+def is_ablation(state: sweep_state.SweepState) -> bool:
+    return (state.local_dir / INFO_FILE).is_file()
+
+
+def load_info(state: sweep_state.SweepState) -> AblationInfo:
+    return AblationInfo(**json.loads((state.local_dir / INFO_FILE).read_text()))
+
+
+@dataclass
+class AblationResult:
+    state: sweep_state.SweepState
+    info: AblationInfo
+    table: AblationTable
+    markdown: Path
+    csv: Path
+
+
+# ---- the search: the plan's configs, in order -----------------------------------------------------------
+
+class PlanSearcher(Searcher):
+    """Suggests the given configs one by one, then FINISHED. Tune's own BasicVariantGenerator cannot
+    take whole configs that hold lists (data_classes, noisy_classes) as points to evaluate."""
+
+    def __init__(self, configs: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.configs = [dict(c) for c in configs]
+        self.next_index = 0
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec) -> bool:
+        return True   # no metric to optimise, no param_space to sample
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.next_index >= len(self.configs):
+            return Searcher.FINISHED
+        self.next_index += 1
+        return dict(self.configs[self.next_index - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass   # a plan does not adapt to results
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump({"configs": self.configs, "next_index": self.next_index}, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            saved = pickle.load(handle)
+        self.configs, self.next_index = saved["configs"], saved["next_index"]
+
+
+def run_key(config: dict[str, Any]) -> str:
+    """A config's identity: the plan's runs are pairwise different (load_plan refuses twins; seeds differ)."""
+    return json.dumps(UnlearnConfig.from_dict(config, source="ablation run").to_dict(), sort_keys=True)
+
+
+# ---- the command -----------------------------------------------------------------------------------------
+
+def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_per_trial: float = 1.0,
+                 gpus_per_trial: float = 0.0, address: str | None = None, storage: str | None = None,
+                 tracking_uri: str | None = None, name: str | None = None,
+                 checkpoint_every: int = 1) -> AblationResult:
+    """Run every (variant, seed) of the plan to the end, then write and log the table."""
+    # ---- the user's input, all of it, before anything starts -------------------------------------------
+    plan_path = Path(plan_file).expanduser().resolve()
+    if not plan_path.is_file() and str(plan_file).removesuffix(".yaml") in list_plans():
+        plan_path = plan_path_of(str(plan_file))   # a shipped plan's name
+    if not plan_path.is_file():
+        raise UsageError(f"{plan_file}: no such plan file; pass an ablation plan YAML or a shipped plan "
+                         f"({', '.join(list_plans())})")
+    plan = load_plan(plan_path)
+    for flag, value in (("--concurrency", concurrency), ("--checkpoint-every", checkpoint_every)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value}: it must be a positive whole number")
+    name = name or plan_path.stem
+    if not NAME.match(name):
+        raise UsageError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    storage_path = sweep_state.resolve_storage(storage)
+    folder = sweep_state.local_dir(storage_path, name)
+    if (folder / sweep_state.STATE_FILE).exists() or (folder / "tuner.pkl").exists():
+        raise UsageError(f"ablation {name!r} already exists in {folder}; continue it with `mixsweep resume {name}` "
+                         "or start a new one with --name")
+    uri = tracking.tracking_uri(tracking_uri)
+    cluster.check_request(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
+    runs = plan.runs()
+
+    with cluster.connected(address):
+        cluster.check_resources(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
+        concurrency = concurrency or trials_that_fit(cpus_per_trial, gpus_per_trial)
+        experiment_id = tracking.ready_experiment(uri)
+        state = sweep_state.SweepState(
+            name=name, storage=storage_path, space_file=str(plan_path), tracking_uri=uri,
+            experiment_id=experiment_id, parent_run_id="", trials=len(runs), concurrency=concurrency,
+            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, checkpoint_every=checkpoint_every,
+            address=address, seed=0, objectives=[], scheduler="fifo",
+            cache_dir=os.environ.get("MIXSWEEP_CACHE"))
+        info = plan_info(plan, plan_path, hardware=evidence.cluster_hardware())
+        state.parent_run_id = open_parent_run(state, info)
+        state.save()
+        info.save(state.local_dir)
+        print(f"ablation {name}: {len(plan.variants)} variants x {len(plan.seeds)} seeds = {len(runs)} runs, "
+              f"{concurrency} at a time, {cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU each; Tune results in "
+              f"{state.experiment_path}; MLflow {uri} (parent run {state.parent_run_id})", flush=True)
+        keys = {run_key(run.config): (run.variant, run.seed) for run in runs}
+        varied = ["seed", *dict.fromkeys(field for delta in plan.variants.values() for field in delta)]
+        fit(make_tuner(state, [run.config for run in runs], keys, varied), state)
+        label_children(state, keys)
+    return write_table(state, info)
+
+
+def trials_that_fit(cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials the cluster holds at once: the default of --concurrency."""
+    total = ray.cluster_resources()
+    fits = int(total.get("CPU", 0.0) // cpus_per_trial)
+    if gpus_per_trial > 0:
+        fits = min(fits, int(total.get("GPU", 0.0) // gpus_per_trial))
+    return max(1, fits)
+
+
+def plan_info(plan: AblationPlan, plan_path: Path, *, hardware: str) -> AblationInfo:
+    reference = REFERENCE if REFERENCE in plan.variants else next(iter(plan.variants))
+    return AblationInfo(plan_file=str(plan_path), variants=list(plan.variants), seeds=list(plan.seeds),
+                        metrics=list(plan.metrics), reference=reference, configs=plan.configs,
+                        dataset=str(plan.base["dataset"]), task=str(plan.base["task"]), hardware=hardware,
+                        versions=evidence.versions())
+
+
+def open_parent_run(state: sweep_state.SweepState, info: AblationInfo) -> str:
+    """The ablation's parent run: the plan as params, the plan file, the evidence as tags."""
+    client = records.client(state.tracking_uri)
+    settings = {
+        "sweep_name": state.name, "plan_file": info.plan_file, "variants": ",".join(info.variants),
+        "seeds": ",".join(map(str, info.seeds)), "metrics": ",".join(info.metrics), "reference": info.reference,
+        "trials": state.trials, "concurrency": state.concurrency, "cpus_per_trial": state.cpus_per_trial,
+        "gpus_per_trial": state.gpus_per_trial, "checkpoint_every": state.checkpoint_every,
+        "storage": state.storage, "address": state.address or "local", "scheduler": "fifo",
+        **{f"cluster_{k}": v for k, v in cluster.resources_summary().items()},
+    }
+    tags = {"mixsweep.sweep_name": state.name, "mixsweep.hardware": info.hardware,
+            "mixsweep.versions": evidence.versions_text(info.versions), **tracking.git_commit()}
+    run_id = records.open_run(client, experiment_id=state.experiment_id, run_name=state.name, kind="ablation",
+                              params=settings, tags=tags)
+    client.log_artifact(run_id, info.plan_file, artifact_path="plan")
+    return run_id
+
+
+def make_tuner(state: sweep_state.SweepState, configs: list[dict[str, Any]], keys: dict[str, tuple[str, int]],
+               varied: list[str]) -> tune.Tuner:
+    """The sweep's Tuner with the plan's configs as the search; `varied` = the fields the console shows."""
+    reporter = tune.CLIReporter(metric_columns=["epoch", "avg_gap", "train_f", "ta"],
+                                parameter_columns=varied, max_report_frequency=REPORT_EVERY_S)
+    return tune.Tuner(
+        trainable_for(state),
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(PlanSearcher(configs),
+                                                                  max_concurrent=state.concurrency),
+                                    num_samples=len(configs), reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=state.name, storage_path=state.storage,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+            callbacks=[CloseChildRuns(tracking_uri=state.tracking_uri, experiment_id=state.experiment_id,
+                                      parent_run_id=state.parent_run_id),
+                       LabelChildRuns(state, keys)],
+            progress_reporter=reporter, verbose=1))
+
+
+# ---- naming the children -------------------------------------------------------------------------------
+
+class LabelChildRuns(tune.Callback):
+    """Tags a trial's child run with its variant and seed at its first result, so the MLflow UI shows
+    `full/seed0` while the ablation runs (label_children catches up on trials that never reported)."""
+
+    def __init__(self, state: sweep_state.SweepState, keys: dict[str, tuple[str, int]]) -> None:
+        self.state = state
+        self.keys = keys
+        self.labelled: set[str] = set()
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info) -> None:
+        if trial.trial_id in self.labelled:
+            return
+        try:
+            if label_child(records.client(self.state.tracking_uri), self.state, trial, self.keys):
+                self.labelled.add(trial.trial_id)
+        except Exception:   # noqa: BLE001 - a name in the UI is not worth stopping the ablation
+            pass
+
+
+def label_child(client: MlflowClient, state: sweep_state.SweepState, trial: Trial,
+                keys: dict[str, tuple[str, int]]) -> bool:
+    """Tag and rename the trial's child run; False when the run does not exist (yet)."""
+    run = records.find_child_run(client, experiment_id=state.experiment_id, parent_run_id=state.parent_run_id,
+                                 trial_id=trial.trial_id)
+    variant_seed = keys.get(run_key(trial.config))
+    if run is None or variant_seed is None:
+        return False
+    variant, seed = variant_seed
+    client.set_tag(run.info.run_id, VARIANT_TAG, variant)
+    client.set_tag(run.info.run_id, SEED_TAG, str(seed))
+    client.update_run(run.info.run_id, name=f"{variant}/seed{seed}")
+    return True
+
+
+def label_children(state: sweep_state.SweepState, keys: dict[str, tuple[str, int]]) -> None:
+    client = records.client(state.tracking_uri)
+    for trial in tune.ExperimentAnalysis(state.experiment_path).trials:
+        label_child(client, state, trial, keys)
+
+
+# ---- the table -------------------------------------------------------------------------------------------
+
+def collect(state: sweep_state.SweepState) -> list[RunMeasure]:
+    """The finished child runs of the ablation: the method's last-epoch metrics and Retrain's (metrics.csv)."""
+    # One download per run: MLflow's progress bar would print a line each.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client = records.client(state.tracking_uri)
+    children = client.search_runs(
+        [state.experiment_id], filter_string=f"tags.`{records.PARENT_TAG}` = '{state.parent_run_id}' "
+                                             "AND attributes.status = 'FINISHED'",
+        run_view_type=ViewType.ACTIVE_ONLY, max_results=10_000)
+    measures = []
+    for run in children:
+        if VARIANT_TAG not in run.data.tags:
+            continue   # a run Tune lost and a resume replaced: not one of the plan's runs
+        rows = metrics_rows(client, run.info.run_id)
+        measures.append(RunMeasure(variant=run.data.tags[VARIANT_TAG], seed=int(run.data.tags[SEED_TAG]),
+                                   metrics=dict(run.data.metrics), retrain=rows.get(RETRAIN, {})))
+    return measures
+
+
+def metrics_rows(client: MlflowClient, run_id: str) -> dict[str, dict[str, float]]:
+    """The run's metrics.csv (rows f_D, Retrain, MixUnlearn) as numbers; empty cells are left out."""
+    with tempfile.TemporaryDirectory(prefix="mixsweep-metrics-") as tmp:
+        path = Path(client.download_artifacts(run_id, "metrics.csv", tmp))
+        with path.open(newline="") as handle:
+            return {row["model"]: {k: float(v) for k, v in row.items() if k != "model" and v != ""}
+                    for row in csv.DictReader(handle)}
+
+
+def build_table(state: sweep_state.SweepState, info: AblationInfo) -> AblationTable:
+    """The table of the ablation's finished runs, as MLflow records them now."""
+    return ablation_table(collect(state), variants=info.variants, metrics=info.metrics, seeds=info.seeds,
+                          reference=info.reference)
+
+
+def write_table(state: sweep_state.SweepState, info: AblationInfo) -> AblationResult:
+    """Compute the table from MLflow, write table.md and table.csv, log both on the parent run, print it."""
+    table = build_table(state, info)
+    folder = state.local_dir / TABLE_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    markdown = folder / "table.md"
+    markdown.write_text(table_document(state, info, table))
+    csv_path = folder / "table.csv"
+    csv_path.write_text(table.csv_text())
+    records.client(state.tracking_uri).log_artifacts(state.parent_run_id, str(folder), artifact_path=TABLE_FOLDER)
+    missing = sum(len(info.seeds) - len(table.runs[v]) for v in info.variants)
+    print(markdown.read_text(), flush=True)
+    if missing:
+        print(f"warning: {missing} of {state.trials} runs did not finish and are not in the table; see their "
+              "child runs in MLflow", flush=True)
+    print(f"table: {markdown} and {csv_path} (also on the MLflow parent run under {TABLE_FOLDER}/)", flush=True)
+    return AblationResult(state=state, info=info, table=table, markdown=markdown, csv=csv_path)
+
+
+def table_document(state: sweep_state.SweepState, info: AblationInfo, table: AblationTable) -> str:
+    method = f"{METHOD} on {info.dataset} / {info.task}"
+    return "\n".join([
+        f"# Ablation {state.name}: {method}", "",
+        f"Plan: `{info.plan_file}`; seeds {', '.join(map(str, info.seeds))}; MLflow parent run "
+        f"`{state.parent_run_id}` ({state.tracking_uri}).",
+        f"Hardware: {info.hardware}. Versions: {evidence.versions_text(info.versions)}.", "",
+        table.markdown()])
