@@ -6,6 +6,9 @@
     mixsweep train sweeps/quick/export/best.yaml
     mixsweep resume quick
     mixsweep ui
+    mixsweep ablate search_spaces/ablations/mixunlearn_components.yaml
+    mixsweep report quick
+    mixsweep compare quick sweeps/paper/export/best.yaml
 
 Environment: MIXSWEEP_STORAGE (default of --storage), MLFLOW_TRACKING_URI (of --tracking-uri),
 RAY_ADDRESS (of --address), MIXSWEEP_CACHE (the reference-model cache), RAY_TMPDIR (a local Ray's
@@ -61,6 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--trials", type=int, default=8)
     demo.add_argument("--concurrency", type=int, default=2)
     _common(demo, storage=True, tracking=True)
+
+    ablate = commands.add_parser("ablate", help="run an ablation plan's variants x seeds and tabulate them")
+    ablate.add_argument("plan", help="an ablation plan YAML, e.g. search_spaces/ablations/mixunlearn_components.yaml")
+    ablate.add_argument("--concurrency", type=int, help="runs at once (default: as many as the cluster holds)")
+    ablate.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per run = its torch threads")
+    ablate.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per run; fractions share a GPU")
+    ablate.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
+    ablate.add_argument("--name", help="ablation name (default: the plan file's stem)")
+    _common(ablate, address=True, storage=True, tracking=True)
+
+    report = commands.add_parser("report", help="a Markdown + PNG report folder of a sweep or an ablation")
+    report.add_argument("sweep", help="a sweep or ablation name under --storage, or its folder")
+    report.add_argument("--out", help="the report folder (default: <sweep folder>/report)")
+    _common(report, storage=True)
+
+    compare = commands.add_parser("compare", help="runs side by side in the paper's table format")
+    compare.add_argument("inputs", nargs="+", help="sweeps (name or folder), exported configs, or MLflow run ids")
+    compare.add_argument("--out", help="also write the table here (a .md file; the .csv goes beside it)")
+    _common(compare, storage=True, tracking=True)
     return parser
 
 
@@ -123,6 +145,25 @@ def dispatch(args: argparse.Namespace) -> int:
         from .demo import demo
         return demo(trials=args.trials, concurrency=args.concurrency, storage=args.storage,
                     tracking_uri=args.tracking_uri)
+    if args.command == "ablate":
+        from .ablate import run_ablation
+        run_ablation(args.plan, concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
+                     gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,
+                     tracking_uri=args.tracking_uri, name=args.name, checkpoint_every=args.checkpoint_every)
+        return 0
+    if args.command == "report":
+        from .report import write_report
+        written = write_report(args.sweep, storage=args.storage, out=args.out)
+        print(f"report: {written.markdown} ({len(written.figures)} figures)")
+        return 0
+    if args.command == "compare":
+        from .compare import compare, document, write
+        comparison = compare(args.inputs, storage=args.storage, tracking_uri=args.tracking_uri)
+        print(document(comparison))
+        if args.out:
+            markdown, csv_path = write(comparison, args.out)
+            print(f"written: {markdown} and {csv_path}")
+        return 0
     raise AssertionError(args.command)
 
 
