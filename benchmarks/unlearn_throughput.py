@@ -113,8 +113,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="steps per timed run (0 = by device and model)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "unlearn_throughput.json")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     env = environment(device)
