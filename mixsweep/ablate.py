@@ -285,22 +285,34 @@ def label_children(state: sweep_state.SweepState, keys: dict[str, tuple[str, int
 
 # ---- the table -------------------------------------------------------------------------------------------
 
-def collect(state: sweep_state.SweepState) -> list[RunMeasure]:
-    """The finished child runs of the ablation: the method's last-epoch metrics and Retrain's (metrics.csv)."""
+def collect(state: sweep_state.SweepState, info: AblationInfo) -> list[RunMeasure]:
+    """The finished child runs of the ablation: the method's last-epoch metrics and Retrain's (metrics.csv).
+
+    A run is placed by its tags, or, when it has none (a trial that finished under `mixsweep resume`,
+    which does not label), by its params: every run of a plan has a config of its own."""
     # One download per run: MLflow's progress bar would print a line each.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    keys = {run_key({**config, "seed": seed}): (variant, seed)
+            for variant, config in info.configs.items() for seed in info.seeds}
+    fields = set(UnlearnConfig.field_names())
     client = records.client(state.tracking_uri)
     children = client.search_runs(
         [state.experiment_id], filter_string=f"tags.`{records.PARENT_TAG}` = '{state.parent_run_id}' "
                                              "AND attributes.status = 'FINISHED'",
         run_view_type=ViewType.ACTIVE_ONLY, max_results=10_000)
+    latest: dict[tuple[str, int], Any] = {}
+    for run in sorted(children, key=lambda r: r.info.end_time or 0):
+        if VARIANT_TAG in run.data.tags:
+            place = (run.data.tags[VARIANT_TAG], int(run.data.tags[SEED_TAG]))
+        else:
+            place = keys.get(run_key({k: v for k, v in run.data.params.items() if k in fields}))
+        if place is not None:
+            latest[place] = run   # a trial run twice (retried after a lost driver) counts once: the last
     measures = []
-    for run in children:
-        if VARIANT_TAG not in run.data.tags:
-            continue   # a run Tune lost and a resume replaced: not one of the plan's runs
+    for (variant, seed), run in latest.items():
         rows = metrics_rows(client, run.info.run_id)
-        measures.append(RunMeasure(variant=run.data.tags[VARIANT_TAG], seed=int(run.data.tags[SEED_TAG]),
-                                   metrics=dict(run.data.metrics), retrain=rows.get(RETRAIN, {})))
+        measures.append(RunMeasure(variant=variant, seed=seed, metrics=dict(run.data.metrics),
+                                   retrain=rows.get(RETRAIN, {})))
     return measures
 
 
@@ -315,7 +327,7 @@ def metrics_rows(client: MlflowClient, run_id: str) -> dict[str, dict[str, float
 
 def build_table(state: sweep_state.SweepState, info: AblationInfo) -> AblationTable:
     """The table of the ablation's finished runs, as MLflow records them now."""
-    return ablation_table(collect(state), variants=info.variants, metrics=info.metrics, seeds=info.seeds,
+    return ablation_table(collect(state, info), variants=info.variants, metrics=info.metrics, seeds=info.seeds,
                           reference=info.reference)
 
 

@@ -128,7 +128,7 @@ def load_run(compared: Compared) -> tuple[dict[str, dict[str, float]], dict]:
     try:
         run = client.get_run(compared.run_id)
         rows = metrics_rows(client, compared.run_id)
-    except MlflowException as error:
+    except (MlflowException, OSError) as error:   # no such run, or no metrics.csv in it
         raise UsageError(f"{compared.label}: MLflow run {compared.run_id} in {compared.tracking_uri} has no "
                          f"results ({str(error).splitlines()[0]}); pick a run that finished") from None
     missing = [name for name in (ORIGINAL, RETRAIN, METHOD) if name not in rows]
