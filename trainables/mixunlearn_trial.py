@@ -8,8 +8,9 @@ rather than the run (where MLflow is, the parent run, how often to checkpoint) c
 
 One trial:
   1. config -> UnlearnConfig.
-  2. The MLflow child run (under the sweep's parent run), found again by trial id on a resume; a trial
-     whose run already ended (the driver died before Tune saved that) reports that result and returns.
+  2. The MLflow child run (under the sweep's parent run), found again by trial id on a resume and tagged
+     with the Ray node it runs on (mixsweep.node_id, mixsweep.node_ip); a trial whose run already
+     ended (the driver died before Tune saved that) reports that result and returns.
   3. device = the GPU Ray assigned (CUDA_VISIBLE_DEVICES) or the CPU; torch threads = Ray's CPUs.
   4. prepare(): data on the device, the forget split, f_D and Retrain from the reference cache and their
      metrics. Cached in this process, so the next trial in a reused actor skips it. Then MixUnlearn,
@@ -31,6 +32,7 @@ from typing import Any
 
 import ray
 import torch
+from mlflow.entities import RunTag
 from ray import tune
 
 from mixunlearn.config import UnlearnConfig
@@ -79,6 +81,10 @@ def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     run_id = records.open_child_run(
         mlflow_client, experiment_id=settings.experiment_id, parent_run_id=settings.parent_run_id,
         trial_id=context.get_trial_id(), run_name=context.get_trial_name(), params=cfg.to_dict())
+    # The machine it runs on (a retried trial may move): on a cluster, the first question about a slow
+    # or failed trial.
+    mlflow_client.log_batch(run_id, tags=[RunTag(records.NODE_ID_TAG, ray.get_runtime_context().get_node_id()),
+                                          RunTag(records.NODE_IP_TAG, ray.util.get_node_ip_address())])
 
     device = trial_device()
     torch.set_num_threads(max(1, int(settings.cpus)))

@@ -40,6 +40,8 @@ KIND_TAG = "mixsweep.kind"             # "sweep", "trial" or "train"
 MODEL_EPOCH_TAG = "mixsweep.model_epoch"   # the epoch whose weights the model artifacts hold
 STOPPED_TAG = "mixsweep.stopped_early"     # "true" on a trial ASHA stopped before its last epoch
 INTERRUPTED_TAG = "mixsweep.interrupted"   # "true" while a sweep interrupted mid-trial waits for `resume`
+NODE_ID_TAG = "mixsweep.node_id"       # the Ray node the trial (last) ran on: which machine, on a cluster
+NODE_IP_TAG = "mixsweep.node_ip"       # that node's IP address
 MLFLOW_BATCH = 100                     # MLflow's limit of params per log_batch call
 
 
