@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from search_spaces import preset_path
+import yaml
+
+from search_spaces import load_space, preset_path
 
 from . import state as sweep_state
 from .export import export_sweep
@@ -40,9 +42,15 @@ def demo(*, trials: int = TRIALS, concurrency: int = CONCURRENCY, storage: str |
                       gpus_per_trial=0, address="local", storage=storage_path, tracking_uri=uri,
                       name=free_name(storage_path, f"{PRESET}-demo"))
     exported = export_sweep(state.name, storage=storage_path)
-    print("\nBest config:")
-    print(exported.configs[0].read_text())
+    best = exported.configs[0]
+    header = [line for line in best.read_text().splitlines() if line.startswith("# ")]
+    searched = load_space(preset_path(PRESET)).search
+    config = yaml.safe_load(best.read_text())
+    print("\nBest config " + header[0].removeprefix("# Best trial of sweep "))
+    for name in searched:
+        print(f"  {name}: {config[name]:.4g}" if isinstance(config[name], float) else f"  {name}: {config[name]}")
+    print(f"  (every other field: the quick preset's; the whole config is {best})")
     print(f"Export: {exported.folder} (best.yaml, trials.parquet; also on the sweep's MLflow parent run)")
-    print(f"Re-run the best config: mixsweep train {exported.configs[0]}")
+    print(f"Re-run the best config: mixsweep train {best}")
     print(f"Open the MLflow UI:     {ui_hint(state.tracking_uri)}")
     return 0

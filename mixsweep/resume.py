@@ -15,7 +15,7 @@ from ray import tune
 from trainables import records
 
 from . import cluster, state as sweep_state
-from .sweep import fit, trainable_for
+from .sweep import fit, parent_closed_on_error, trainable_for
 
 
 def resume_sweep(sweep: str, *, storage: str | None = None, address: str | None = None) -> sweep_state.SweepState:
@@ -30,6 +30,7 @@ def resume_sweep(sweep: str, *, storage: str | None = None, address: str | None 
             client.delete_tag(state.parent_run_id, records.INTERRUPTED_TAG)
         print(f"resuming sweep {state.name} from {state.experiment_path} (parent run {state.parent_run_id})",
               flush=True)
-        tuner = tune.Tuner.restore(state.experiment_path, trainable=trainable_for(state), resume_unfinished=True)
-        fit(tuner, state)
+        with parent_closed_on_error(state):
+            tuner = tune.Tuner.restore(state.experiment_path, trainable=trainable_for(state), resume_unfinished=True)
+            fit(tuner, state)
     return state

@@ -20,9 +20,10 @@ Ray, and Ray's resources before MLflow, so a refused sweep leaves no run behind)
 """
 from __future__ import annotations
 
-import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,6 @@ from . import cluster, state as sweep_state, tracking
 from .callback import CloseChildRuns, close_leftovers
 from .errors import UsageError
 
-log = logging.getLogger(__name__)
 
 ASHA_REDUCTION = 2          # keep the better half at each rung: a sweep has dozens of trials, not thousands
 CHECKPOINTS_KEPT = 2        # per trial: the latest resumes it and gives a stopped trial its model; one spare
@@ -103,12 +103,27 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
             scheduler="asha" if len(space.objectives) == 1 else "fifo", epochs_override=epochs,
             cache_dir=os.environ.get("MIXSWEEP_CACHE"))
         state.parent_run_id = open_parent_run(state, space)
-        state.save()
-        print(f"sweep {name}: {trials} trials, {concurrency} at a time, {cpus_per_trial:g} CPU + "
-              f"{gpus_per_trial:g} GPU each; Tune results in {state.experiment_path}; MLflow {uri} "
-              f"(parent run {state.parent_run_id})", flush=True)
-        fit(make_tuner(state, space, overrides), state)
+        with parent_closed_on_error(state):
+            state.save()
+            print(f"sweep {name}: {trials} trials, {concurrency} at a time, {cpus_per_trial:g} CPU + "
+                  f"{gpus_per_trial:g} GPU each; Tune results in {state.experiment_path}; MLflow {uri} "
+                  f"(parent run {state.parent_run_id})", flush=True)
+            fit(make_tuner(state, space, overrides), state)
     return state
+
+
+@contextmanager
+def parent_closed_on_error(state: sweep_state.SweepState) -> Iterator[None]:
+    """An error of the driver itself (not of a trial) closes the parent run FAILED, KILLED on Ctrl-C,
+    instead of leaving it RUNNING; `resume` reopens it."""
+    try:
+        yield
+    except BaseException as error:
+        client = records.client(state.tracking_uri)
+        if records.is_running(records.run_status(client, state.parent_run_id)):
+            records.close_run(client, state.parent_run_id, "KILLED" if isinstance(error, KeyboardInterrupt)
+                              else "FAILED")
+        raise
 
 
 def open_parent_run(state: sweep_state.SweepState, space: SweepSpace) -> str:

@@ -3,16 +3,18 @@
     mixsweep ui                                   # ./mlflow.db (or $MLFLOW_TRACKING_URI) on port 5000
     mixsweep ui --tracking-uri sqlite:///$PWD/mlflow.db --port 5001
 
-Runs `mlflow server` in the foreground (Ctrl-C stops it) with one worker and no job runner: that keeps
-it near 0.5 GB instead of ~3 GB. An http:// tracking URI is a server already: its URL is printed.
+Becomes `mlflow server` (exec: Ctrl-C or a SIGTERM reaches the server itself, nothing is orphaned), with
+one worker and no job runner: that keeps it near 0.5 GB instead of ~3 GB. An http:// tracking URI is a
+server already: its URL is printed.
 """
 from __future__ import annotations
 
 import os
-import subprocess
+import socket
 import sys
 
 from . import tracking
+from .errors import UsageError
 
 
 def ui_command(uri: str, *, host: str, port: int) -> list[str]:
@@ -25,13 +27,14 @@ def open_ui(*, tracking_uri: str | None = None, host: str = "127.0.0.1", port: i
     if uri.startswith(("http://", "https://")):
         print(f"MLflow UI: {uri}  (the tracking server itself)", flush=True)
         return 0
+    with socket.socket() as probe:
+        if probe.connect_ex((host, port)) == 0:
+            raise UsageError(f"--port {port}: something already listens on {host}:{port}; pass another --port")
     tracking.ready_experiment(uri)   # a fresh store gets its schema before the server reads it
     print(f"MLflow UI: http://{host}:{port}  over {uri}  (Ctrl-C stops it)", flush=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    try:
-        return subprocess.run(ui_command(uri, host=host, port=port), env=env).returncode
-    except KeyboardInterrupt:
-        return 0
+    command = ui_command(uri, host=host, port=port)
+    os.execve(command[0], command, env)
 
 
 def ui_hint(uri: str) -> str:

@@ -140,3 +140,26 @@ def test_the_parquet_file_has_one_row_per_trial_with_the_documented_columns(swee
     assert {r["status"] for r in rows} <= {"FINISHED", "KILLED"}
     assert all(r["duration_s"] > 0 and r["dataset"] == "fashion_mnist" for r in rows)
     assert all(r["data_classes"] == [5, 6, 7, 8, 9] for r in rows)
+
+
+def test_two_objectives_search_a_pareto_front_that_export_writes_one_file_each(local_ray, mlflow_server,
+                                                                                space_writer, tmp_path):
+    space = space_writer(tmp_path / "pareto.yaml", objectives=[{"metric": "test_f", "mode": "min"},
+                                                              {"metric": "test_r", "mode": "max"}])
+    storage = str(tmp_path / "sweeps")
+    assert main(["run", str(space), "--trials", "2", "--concurrency", "2", "--epochs", "1", "--storage", storage,
+                 "--tracking-uri", mlflow_server, "--name", "pareto"]) == 0
+    state = sweep_state.load("pareto", storage)
+    assert state.scheduler == "fifo"   # ASHA ranks by one metric; a Pareto search keeps every trial
+    assert main(["export", "pareto", "--storage", storage]) == 0
+    front = sorted((state.export_dir / "pareto").glob("*.yaml"))
+    assert 1 <= len(front) <= 2 and not (state.export_dir / "best.yaml").exists()
+    rows = pq.read_table(state.export_dir / "trials.parquet").to_pylist()
+    for path in front:
+        trial_id = path.stem
+        config = UnlearnConfig.from_dict(yaml.safe_load(path.read_text()))
+        row = next(r for r in rows if r["trial_id"] == trial_id)
+        assert config.alpha == row["alpha"] and config.epochs == 1
+        others = [r for r in rows if r["trial_id"] != trial_id]
+        assert not any(o["test_f"] <= row["test_f"] and o["test_r"] >= row["test_r"]
+                       and (o["test_f"], o["test_r"]) != (row["test_f"], row["test_r"]) for o in others)
