@@ -135,8 +135,9 @@ def run_key(config: dict[str, Any]) -> str:
 def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_per_trial: float = 1.0,
                  gpus_per_trial: float = 0.0, address: str | None = None, storage: str | None = None,
                  tracking_uri: str | None = None, name: str | None = None,
-                 checkpoint_every: int = 1) -> AblationResult:
-    """Run every (variant, seed) of the plan to the end, then write and log the table."""
+                 checkpoint_every: int = 1) -> AblationResult | None:
+    """Run every (variant, seed) of the plan to the end, then write and log the table (None when the
+    ablation was interrupted: `resume`, then `report`, finish it)."""
     # ---- the user's input, all of it, before anything starts -------------------------------------------
     plan_path = Path(plan_file).expanduser().resolve()
     if not plan_path.is_file() and str(plan_file).removesuffix(".yaml") in list_plans():
@@ -179,8 +180,13 @@ def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_
               f"{state.experiment_path}; MLflow {uri} (parent run {state.parent_run_id})", flush=True)
         keys = {run_key(run.config): (run.variant, run.seed) for run in runs}
         varied = ["seed", *dict.fromkeys(field for delta in plan.variants.values() for field in delta)]
-        fit(make_tuner(state, [run.config for run in runs], keys, varied), state)
+        complete = fit(make_tuner(state, [run.config for run in runs], keys, varied), state)
         label_children(state, keys)
+    if not complete:
+        # A partial table logged as the ablation's result would read as final: wait for the rest.
+        print(f"ablation {name} interrupted: `mixsweep resume {name}` runs the rest, then `mixsweep report {name}` "
+              "writes and logs the table", flush=True)
+        return None
     return write_table(state, info)
 
 
@@ -331,8 +337,9 @@ def build_table(state: sweep_state.SweepState, info: AblationInfo) -> AblationTa
                           reference=info.reference)
 
 
-def write_table(state: sweep_state.SweepState, info: AblationInfo) -> AblationResult:
-    """Compute the table from MLflow, write table.md and table.csv, log both on the parent run, print it."""
+def write_table(state: sweep_state.SweepState, info: AblationInfo, *, echo: bool = True) -> AblationResult:
+    """Compute the table from MLflow, write table.md and table.csv, log both on the parent run, print it
+    (with `echo`)."""
     table = build_table(state, info)
     folder = state.local_dir / TABLE_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
@@ -342,11 +349,12 @@ def write_table(state: sweep_state.SweepState, info: AblationInfo) -> AblationRe
     csv_path.write_text(table.csv_text())
     records.client(state.tracking_uri).log_artifacts(state.parent_run_id, str(folder), artifact_path=TABLE_FOLDER)
     missing = sum(len(info.seeds) - len(table.runs[v]) for v in info.variants)
-    print(markdown.read_text(), flush=True)
-    if missing:
-        print(f"warning: {missing} of {state.trials} runs did not finish and are not in the table; see their "
-              "child runs in MLflow", flush=True)
-    print(f"table: {markdown} and {csv_path} (also on the MLflow parent run under {TABLE_FOLDER}/)", flush=True)
+    if echo:
+        print(markdown.read_text(), flush=True)
+        if missing:
+            print(f"warning: {missing} of {state.trials} runs did not finish and are not in the table; see their "
+                  "child runs in MLflow", flush=True)
+        print(f"table: {markdown} and {csv_path} (also on the MLflow parent run under {TABLE_FOLDER}/)", flush=True)
     return AblationResult(state=state, info=info, table=table, markdown=markdown, csv=csv_path)
 
 

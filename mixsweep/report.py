@@ -13,7 +13,9 @@ For a sweep (sources: Tune's results in the sweep folder and the Optuna study in
 - best_config.yaml the best trial's full flat config (the first of the front when several), and the
                    front's searched values and objectives as a table.
 For an ablation (`mixsweep ablate`; source: its MLflow records, as `ablate` reads them): the table
-(table.md, table.csv) and bars.png, one panel per metric, a bar per variant with ± std error bars.
+(table.md, table.csv) and bars.png, one panel per metric, a bar per variant with ± std error bars. The
+table is also rewritten in <ablation>/ablation/ and logged on the parent run again, which is how an
+ablation finished by `mixsweep resume` gets its table.
 
 Every figure's footer names the sweep, dataset, task, hardware and package versions. The hardware of
 a sweep is its Ray cluster as its MLflow parent run recorded it (cluster_* params) plus this
@@ -57,10 +59,11 @@ def write_report(target: str, *, storage: str | None = None, out: str | Path | N
 # ---- ablations -------------------------------------------------------------------------------------------
 
 def ablation_report(state: sweep_state.SweepState, folder: Path) -> Report:
-    from .ablate import build_table, load_info, table_document
+    from .ablate import load_info, table_document, write_table
 
     info = load_info(state)
-    table = build_table(state, info)
+    # Recomputed from MLflow and logged again: after `mixsweep resume` this is where the table appears.
+    table = write_table(state, info, echo=False).table
     footer = evidence.footer(sweep=state.name, dataset=info.dataset, task=info.task, hardware=info.hardware,
                              found_versions=info.versions)
     retrain = {m: s.mean for m, s in table.retrain_row().items()}
