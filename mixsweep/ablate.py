@@ -45,7 +45,8 @@ from trainables.mixunlearn_trial import METHOD
 from . import cluster, evidence, state as sweep_state, tracking
 from .callback import CloseChildRuns
 from .errors import UsageError
-from .sweep import CHECKPOINTS_KEPT, NAME, REPORT_EVERY_S, TRIAL_RETRIES, fit, trainable_for, trial_dirname
+from .sweep import (CHECKPOINTS_KEPT, NAME, REPORT_EVERY_S, TRIAL_RETRIES, fit, parent_closed_on_error,
+                    trainable_for, trial_dirname)
 from .tables import RETRAIN, AblationTable, RunMeasure, ablation_table
 
 INFO_FILE = "ablation.json"      # beside mixsweep.json: marks the folder as an ablation and keeps the plan
@@ -173,15 +174,16 @@ def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_
             cache_dir=os.environ.get("MIXSWEEP_CACHE"))
         info = plan_info(plan, plan_path, hardware=evidence.cluster_hardware())
         state.parent_run_id = open_parent_run(state, info)
-        state.save()
-        info.save(state.local_dir)
-        print(f"ablation {name}: {len(plan.variants)} variants x {len(plan.seeds)} seeds = {len(runs)} runs, "
-              f"{concurrency} at a time, {cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU each; Tune results in "
-              f"{state.experiment_path}; MLflow {uri} (parent run {state.parent_run_id})", flush=True)
-        keys = {run_key(run.config): (run.variant, run.seed) for run in runs}
-        varied = ["seed", *dict.fromkeys(field for delta in plan.variants.values() for field in delta)]
-        complete = fit(make_tuner(state, [run.config for run in runs], keys, varied), state)
-        label_children(state, keys)
+        with parent_closed_on_error(state):
+            state.save()
+            info.save(state.local_dir)
+            print(f"ablation {name}: {len(plan.variants)} variants x {len(plan.seeds)} seeds = {len(runs)} runs, "
+                  f"{concurrency} at a time, {cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU each; Tune results "
+                  f"in {state.experiment_path}; MLflow {uri} (parent run {state.parent_run_id})", flush=True)
+            keys = {run_key(run.config): (run.variant, run.seed) for run in runs}
+            varied = ["seed", *dict.fromkeys(field for delta in plan.variants.values() for field in delta)]
+            complete = fit(make_tuner(state, [run.config for run in runs], keys, varied), state)
+            label_children(state, keys)
     if not complete:
         # A partial table logged as the ablation's result would read as final: wait for the rest.
         print(f"ablation {name} interrupted: `mixsweep resume {name}` runs the rest, then `mixsweep report {name}` "
