@@ -80,3 +80,22 @@ def test_an_existing_sweep_name_is_refused_with_the_resume_command(tmp_path, spa
     status = main(["run", str(space), "--storage", str(tmp_path / "sweeps"),
                    "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
     assert status == 2 and "mixsweep resume tiny" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cpus, gpus, message", [
+    (1, 2, "the largest node has 1 GPUs"),
+    (16, 1, "no single node has both"),
+    (64, 0, "the largest node has 32 CPUs"),
+])
+def test_requests_are_checked_against_each_node_of_a_gpu_cluster(cpus, gpus, message, monkeypatch):
+    # The CI machine has no GPU node, so this one check reads a described cluster: a 32-CPU head without
+    # GPUs and an 8-CPU worker with one GPU (the shape of cluster.yaml).
+    from mixsweep import cluster
+    from mixsweep.errors import UsageError
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 32.0}}, {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+             {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]
+    monkeypatch.setattr(cluster.ray, "nodes", lambda: nodes)
+    with pytest.raises(UsageError, match=message):
+        cluster.check_resources(cpus_per_trial=cpus, gpus_per_trial=gpus)
+    cluster.check_resources(cpus_per_trial=8, gpus_per_trial=0.25)   # fits the GPU worker
