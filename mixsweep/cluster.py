@@ -6,7 +6,8 @@
         ray.cluster_resources()
 
 A trial asking for more than any node has would sit PENDING forever; Tune only warns. So the request is
-checked against `ray.nodes()` first and refused in one sentence.
+checked against every node that is alive and every node type the autoscaler may still start (a
+`ray up cluster.yaml` cluster begins with no GPU worker at all: min_workers 0), and refused in one sentence.
 """
 from __future__ import annotations
 
@@ -62,12 +63,13 @@ def check_request(*, cpus_per_trial: float, gpus_per_trial: float) -> None:
 def check_resources(*, cpus_per_trial: float, gpus_per_trial: float) -> None:
     """Refuse a per-trial request that no alive node of the connected cluster can hold."""
     check_request(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    nodes = node_shapes()
     most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
     most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
     if gpus_per_trial > 0 and most_gpus == 0:
-        raise UsageError(f"--gpus-per-trial {gpus_per_trial}: the Ray cluster has no GPU; leave the flag out "
-                         "to run on CPUs, or pass --address of a cluster with GPUs")
+        raise UsageError(f"--gpus-per-trial {gpus_per_trial}: the Ray cluster has no GPU and no node type it can "
+                         "scale up to has one; leave the flag out to run on CPUs, or pass --address of a cluster "
+                         "with GPUs")
     if gpus_per_trial > most_gpus:
         raise UsageError(f"--gpus-per-trial {gpus_per_trial}: the largest node has {most_gpus:g} GPUs; "
                          f"ask for at most {most_gpus:g}")
@@ -78,6 +80,21 @@ def check_resources(*, cpus_per_trial: float, gpus_per_trial: float) -> None:
     if not fits:
         raise UsageError(f"--cpus-per-trial {cpus_per_trial} with --gpus-per-trial {gpus_per_trial}: no single "
                          "node has both; lower one of them")
+
+
+def node_shapes() -> list[dict[str, float]]:
+    """The resources of each alive node, plus those of each node type the autoscaler may still start.
+
+    The autoscaler publishes its node types (AWS `available_node_types`, KubeRay worker groups) in the
+    GCS; Ray's public API has no reader for them yet, so this uses the one Ray Train and Ray Data use."""
+    shapes = [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+    try:
+        config = ray._private.state.state.get_cluster_config()
+    except Exception:   # an older or newer Ray without this reader: judge by the alive nodes alone
+        config = None
+    if config is not None:
+        shapes += [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
+    return shapes
 
 
 def resources_summary() -> dict[str, float]:

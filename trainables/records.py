@@ -160,6 +160,9 @@ def log_pytorch_model(tracking_uri: str, run_id: str, model: nn.Module, example:
     requirement is given, because inferring it loads the model again in a subprocess (seconds per trial).
     A model torch.export cannot trace falls back to the pickle format, recorded in a tag."""
     mlflow.set_tracking_uri(tracking_uri)
+    # MLflow 3 files a logged model under the *active* experiment (Default, whose artifacts go to ./mlruns
+    # of whatever directory the process runs in) before it looks at the run's; point it at the run's.
+    mlflow.set_experiment(experiment_id=client(tracking_uri).get_run(run_id).info.experiment_id)
     requirements = [f"torch=={torch.__version__.split('+')[0]}"]
     example_array = example.detach().cpu().numpy()
     try:

@@ -99,3 +99,35 @@ def test_requests_are_checked_against_each_node_of_a_gpu_cluster(cpus, gpus, mes
     with pytest.raises(UsageError, match=message):
         cluster.check_resources(cpus_per_trial=cpus, gpus_per_trial=gpus)
     cluster.check_resources(cpus_per_trial=8, gpus_per_trial=0.25)   # fits the GPU worker
+
+
+def test_a_gpu_request_is_accepted_when_the_autoscaler_can_start_a_gpu_worker(local_ray):
+    # `ray up cluster.yaml` starts with no GPU worker (min_workers 0): the request must be judged by the
+    # node types the autoscaler publishes, not only by the nodes alive now. This writes such a published
+    # config (the real protobuf, in the real GCS of the local Ray) and checks both ways.
+    import ray
+    from ray.core.generated import autoscaler_pb2
+    from ray.experimental import internal_kv
+
+    from mixsweep import cluster
+    from mixsweep.errors import UsageError
+
+    def publish(max_gpu_workers: int) -> None:
+        config = autoscaler_pb2.ClusterConfig()
+        config.node_group_configs.add(name="head", resources={"CPU": 0}, min_count=1, max_count=1)
+        config.node_group_configs.add(name="gpu", resources={"CPU": 4, "GPU": 1}, min_count=0,
+                                      max_count=max_gpu_workers)
+        internal_kv._internal_kv_put(ray._raylet.GCS_AUTOSCALER_CLUSTER_CONFIG_KEY, config.SerializeToString(),
+                                     overwrite=True, namespace=ray._raylet.GCS_AUTOSCALER_STATE_NAMESPACE)
+
+    try:
+        publish(max_gpu_workers=4)
+        cluster.check_resources(cpus_per_trial=1, gpus_per_trial=0.25)
+        with pytest.raises(UsageError, match="the largest node has 1 GPUs"):
+            cluster.check_resources(cpus_per_trial=1, gpus_per_trial=2)
+        publish(max_gpu_workers=0)
+        with pytest.raises(UsageError, match="no node type it can scale up to has one"):
+            cluster.check_resources(cpus_per_trial=1, gpus_per_trial=0.25)
+    finally:
+        internal_kv._internal_kv_del(ray._raylet.GCS_AUTOSCALER_CLUSTER_CONFIG_KEY,
+                                     namespace=ray._raylet.GCS_AUTOSCALER_STATE_NAMESPACE)
