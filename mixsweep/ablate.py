@@ -182,7 +182,8 @@ def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_
                   f"in {state.experiment_path}; MLflow {uri} (parent run {state.parent_run_id})", flush=True)
             keys = {run_key(run.config): (run.variant, run.seed) for run in runs}
             varied = ["seed", *dict.fromkeys(field for delta in plan.variants.values() for field in delta)]
-            complete = fit(make_tuner(state, [run.config for run in runs], keys, varied), state)
+            complete = fit(make_tuner(state, [run.config for run in runs], keys, varied), state,
+                           next_step="mixsweep report")
             label_children(state, keys)
     if not complete:
         # A partial table logged as the ablation's result would read as final: wait for the rest.

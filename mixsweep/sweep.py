@@ -202,7 +202,7 @@ def trainable_for(state: sweep_state.SweepState):
                                {"cpu": state.cpus_per_trial, "gpu": state.gpus_per_trial})
 
 
-def fit(tuner: tune.Tuner, state: sweep_state.SweepState) -> bool:
+def fit(tuner: tune.Tuner, state: sweep_state.SweepState, *, next_step: str = "mixsweep export") -> bool:
     """Run (or continue) the trials, then leave no MLflow run open. Returns True when the sweep completed;
     after an interruption the open runs are closed KILLED (tagged interrupted) for `resume` to reopen."""
     # The legacy console reporter: the new one ignores progress_reporter and prints every config field.
@@ -219,8 +219,8 @@ def fit(tuner: tune.Tuner, state: sweep_state.SweepState) -> bool:
     if complete:
         ended = [t for t in trials if t.status == "TERMINATED"]
         records.close_run(client, state.parent_run_id, "FINISHED" if ended else "FAILED")
-        print(f"sweep {state.name} done: {len(ended)} of {len(trials)} trials ended normally; export with "
-              f"`mixsweep export {state.name}`", flush=True)
+        print(f"sweep {state.name} done: {len(ended)} of {len(trials)} trials ended normally; next: "
+              f"`{next_step} {state.name}`", flush=True)
     else:
         client.set_tag(state.parent_run_id, records.INTERRUPTED_TAG, "true")
         records.close_run(client, state.parent_run_id, "KILLED")
