@@ -45,7 +45,7 @@ from trainables.mixunlearn_trial import METHOD
 from . import cluster, evidence, state as sweep_state, tracking
 from .callback import CloseChildRuns
 from .errors import UsageError
-from .sweep import (CHECKPOINTS_KEPT, NAME, REPORT_EVERY_S, TRIAL_RETRIES, fit, parent_closed_on_error,
+from .sweep import (CHECKPOINTS_KEPT, REPORT_EVERY_S, TRIAL_RETRIES, fit, new_storage, parent_closed_on_error,
                     trainable_for, trial_dirname)
 from .tables import RETRAIN, AblationTable, RunMeasure, ablation_table
 
@@ -151,13 +151,7 @@ def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_
         if value is not None and value < 1:
             raise UsageError(f"{flag} {value}: it must be a positive whole number")
     name = name or plan_path.stem
-    if not NAME.match(name):
-        raise UsageError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
-    storage_path = sweep_state.resolve_storage(storage)
-    folder = sweep_state.local_dir(storage_path, name)
-    if (folder / sweep_state.STATE_FILE).exists() or (folder / "tuner.pkl").exists():
-        raise UsageError(f"ablation {name!r} already exists in {folder}; continue it with `mixsweep resume {name}` "
-                         "or start a new one with --name")
+    storage_path = new_storage(name, storage, kind="ablation")
     uri = tracking.tracking_uri(tracking_uri)
     cluster.check_request(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
     runs = plan.runs()

@@ -126,7 +126,7 @@ def dispatch(args: argparse.Namespace) -> int:
         for path in exported.configs:
             print(f"config:  {path}")
         print(f"trials:  {exported.parquet}")
-        print(f"(also logged on the sweep's MLflow parent run under export/)")
+        print("(also logged on the sweep's MLflow parent run under export/)")
         return 0
     if args.command == "train":
         from .train import train

@@ -81,13 +81,7 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
         space.config_for({"epochs": epochs})   # a SpaceError (exit 2) if the value is impossible
         overrides["epochs"] = epochs
     name = name or space_path.stem
-    if not NAME.match(name):
-        raise UsageError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
-    storage_path = sweep_state.resolve_storage(storage)
-    folder = sweep_state.local_dir(storage_path, name)
-    if (folder / sweep_state.STATE_FILE).exists() or (folder / "tuner.pkl").exists():
-        raise UsageError(f"sweep {name!r} already exists in {folder}; continue it with `mixsweep resume {name}` "
-                         "or start a new one with --name")
+    storage_path = new_storage(name, storage, kind="sweep")
     uri = tracking.tracking_uri(tracking_uri)
     cluster.check_request(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
 
@@ -124,6 +118,18 @@ def parent_closed_on_error(state: sweep_state.SweepState) -> Iterator[None]:
             records.close_run(client, state.parent_run_id, "KILLED" if isinstance(error, KeyboardInterrupt)
                               else "FAILED")
         raise
+
+
+def new_storage(name: str, storage: str | None, *, kind: str) -> str:
+    """The resolved storage for a new sweep or ablation called `name`, refusing a bad or taken name."""
+    if not NAME.match(name):
+        raise UsageError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    storage_path = sweep_state.resolve_storage(storage)
+    folder = sweep_state.local_dir(storage_path, name)
+    if (folder / sweep_state.STATE_FILE).exists() or (folder / "tuner.pkl").exists():
+        raise UsageError(f"{kind} {name!r} already exists in {folder}; continue it with `mixsweep resume {name}` "
+                         "or start a new one with --name")
+    return storage_path
 
 
 def open_parent_run(state: sweep_state.SweepState, space: SweepSpace) -> str:

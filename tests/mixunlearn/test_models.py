@@ -17,15 +17,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The CI box's 2 cores are shared; more threads than free cores makes small convolutions much slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(name: str, in_channels: int, image_size: int, num_classes: int = 10) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_model(name, num_classes=num_classes, in_channels=in_channels, image_size=image_size).eval()

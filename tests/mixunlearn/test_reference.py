@@ -21,16 +21,6 @@ CFG = UnlearnConfig(dataset="tiny", train_subset=20, model="cnn_small", task="cl
                     ref_epochs=1, ref_lr=2e-3, ref_batch_size=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The CI box's 2 cores are shared: with more threads than free cores, OpenMP spinning makes these
-    # small convolutions ~10x slower, so the whole module trains on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny() -> ImageData:
     return load_data(CFG)
