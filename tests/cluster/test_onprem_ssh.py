@@ -62,7 +62,10 @@ ip link set mxs0 up
 ip route add default dev mxs0
 for keep in "$@"; do mkdir -p "$nsdir/home/$keep"; mount --rbind "$home/$keep" "$nsdir/home/$keep"; done
 mount --rbind "$nsdir/home" "$home"
-mount --bind "$nsdir/tmp" /tmp
+# The repository (and the shared data beside it) may live under /tmp, as in a CI clone: keep it visible
+# at the same path under the private /tmp.
+for rel in ${MXS_KEEP_TMP:-}; do mkdir -p "$nsdir/tmp/$rel"; mount --rbind "/tmp/$rel" "$nsdir/tmp/$rel"; done
+mount --rbind "$nsdir/tmp" /tmp
 mount -t tmpfs tmpfs /run
 mkdir -p /run/sshd
 "$sshd" -f "$home/sshd/sshd_config" -E "$home/sshd/log"
@@ -163,6 +166,13 @@ def kept_folders(home: Path) -> list[str]:
     return sorted(kept)
 
 
+def kept_tmp_folders() -> list[str]:
+    """The repository and the shared folder beside it, relative to /tmp, when they live under it."""
+    tmp = Path("/tmp").resolve()
+    return [str(path.relative_to(tmp)) for path in (ROOT, ROOT.parent / "shared")
+            if path.exists() and path.resolve().is_relative_to(tmp) and path.resolve() != tmp]
+
+
 def processes_in(namespace: str) -> list[str]:
     """The command lines of the processes still in the PID namespace `namespace` (host's view)."""
     left = []
@@ -210,7 +220,7 @@ class Namespaces:
                  "bash", str(folder / "holder.sh"), str(folder), str(self.home), _sshd(), sys.executable,
                  str(lifeline), *kept_folders(self.home)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                pass_fds=(lifeline,))
+                pass_fds=(lifeline,), env={**os.environ, "MXS_KEEP_TMP": " ".join(kept_tmp_folders())})
         os.close(lifeline)
         deadline = time.monotonic() + 30
         while self.init_pid is None or not (self.inner_home / "ready").exists():
