@@ -7,7 +7,7 @@
 - checkpoint.py: what a trial's checkpoint directory holds, and reading it back.
 - records.py: the MLflow child/top-level runs, per-epoch metrics and end-of-run artifacts.
 
-Only `ray.tune.*` is used inside a trial: `ray.train.report` fails a Tune trial, `ray.air` is gone.
+Only `ray.tune.*` is used inside a trial: Ray Train's report function fails a Tune trial, and the old AIR module is gone.
 """
 from .mixunlearn_trial import TrialSettings, mixunlearn_trial
 

@@ -7,7 +7,7 @@ where its trials ran and what MLflow holds, ask the cluster for what it can neve
 MLflow UI in headless Chromium (Debian's package, driven over the DevTools protocol on a pipe).
 
 Ray gets a short temp dir of its own (unix socket paths have a length limit) and RAY_AUTH_MODE=disabled
-explicitly; the module shuts down the processes of its own Cluster and never runs `ray stop`.
+explicitly; the module shuts down the processes of its own Cluster and never runs the CLI's machine-wide stop.
 """
 from __future__ import annotations
 

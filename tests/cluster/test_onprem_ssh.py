@@ -1,10 +1,10 @@
 """End to end over SSH: `ray up platform/onprem/cluster.yaml` against 127.0.0.1, a 2-trial sweep
 submitted as a Ray job, its MLflow runs, `mixsweep export` on the head, `ray down`.
 
-Everything runs in namespaces of the test's own, so that the launcher's `ray stop` (which ends every Ray
+Everything runs in namespaces of the test's own, so that the launcher's teardown (its stop command ends every Ray
 process it can see) and the cluster file's fixed ports (SSH, 6379, 8265, 5000) touch nothing else on
 the machine:
-- PID namespace: `ray stop` sees only this cluster's processes; killing the namespace's first process
+- PID namespace: the teardown sees only this cluster's processes; killing the namespace's first process
   ends everything the test started, whatever state a failure left it in;
 - network namespace: loopback plus a veth address (10.211.0.1) for the head's private address, which
   `hostname -I` (the cluster file's head lookup) and Ray's node-IP detection need;
@@ -144,7 +144,7 @@ def render_cluster_file(home: Path) -> dict:
     """platform/onprem/cluster.yaml with this machine's values in the places a site edits."""
     config = yaml.safe_load(ONPREM.read_text())
     config["provider"]["head_ip"] = "127.0.0.1"
-    config["provider"]["worker_ips"] = []   # one machine: a worker's `ray stop` would end the head too
+    config["provider"]["worker_ips"] = []   # one machine: a worker's teardown would end the head too
     config["auth"]["ssh_user"] = "root"
     installs = [c for c in config["setup_commands"] if "pip install" in c]
     assert installs, "the on-prem file no longer installs the project: update this test"
@@ -203,7 +203,7 @@ class Namespaces:
         shutil.copy(ssh / "id_ed25519.pub", ssh / "authorized_keys")
         (ssh / "config").write_text(f"Host 127.0.0.1 localhost {HEAD_IP}\n  Port {SSH_PORT}\n")
         (sshd / "sshd_config").write_text(SSHD_CONFIG.format(port=SSH_PORT, home=self.home))
-        # The login shell's PATH: `ray up` runs `ray start` over SSH, and `ray down` runs `ray stop`
+        # The login shell's PATH: `ray up` runs `ray start` over SSH, and `ray down` runs the stop command
         # there, which silently does nothing when `ray` is not found.
         (self.inner_home / ".bashrc").write_text(f"export PATH={Path(sys.executable).parent}:$PATH\n")
         (folder / "holder.sh").write_text(HOLDER)
@@ -287,7 +287,7 @@ def test_ray_up_the_onprem_file_over_ssh_run_a_sweep_job_and_ray_down(tmp_path):
         (spaces.inner_home / "tiny.yaml").write_text(yaml.safe_dump(TINY_SPACE, sort_keys=False))
         cluster = f"{home}/cluster.yaml"
 
-        # Only the test's processes are visible in there: `ray stop` cannot reach anything else.
+        # Only the test's processes are visible in there: the teardown cannot reach anything else.
         visible = step("ps before", "ps -eo args=", 30)
         assert not any(name in visible for name in ("raylet", "gcs_server")), visible
 
