@@ -330,7 +330,7 @@ def test_ray_up_the_onprem_file_over_ssh_run_a_sweep_job_and_ray_down(tmp_path):
         step("mlflow stop", f"ray exec {cluster} 'python ~/mixsweep/platform/mlflow/server.py stop "
              f"--state-dir ~/mixsweep-state'", 120)
         down = step("ray down", f"ray down -y {cluster}", 300, cwd=ROOT)
-        assert "Stopped all" in down, down[-3000:]   # its `ray stop` found `ray` on the login PATH
+        assert "Stopped all" in down, down[-3000:]   # its stop command found `ray` on the login PATH
         time.sleep(2)
         after = step("ps after", "ps -eo stat=,args=", 30)
         running = [line for line in after.splitlines() if line.strip() and not line.split()[0].startswith("Z")]

@@ -2,7 +2,7 @@
 
 The MLflow server is the session's `mlflow_server` (tests/conftest.py). Ray gets a short temp dir of its
 own (unix socket paths have a length limit) and RAY_AUTH_MODE=disabled explicitly; the tests shut down
-only the Ray they started and never run `ray stop`, which would end every Ray process on the machine.
+only the Ray they started and never run the CLI's stop command, which would end every Ray process on the machine.
 """
 from __future__ import annotations
 
