@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -271,13 +272,26 @@ def _stop_group(pgid: int, timeout: float) -> None:
     raise LauncherError(f"Processes {_group_members(pgid)} of group {pgid} survived SIGKILL.")
 
 
+def _wait_until_port_is_free(url: str, timeout: float) -> None:
+    """The group is gone, but the kernel may close its listening socket a moment later: `stop` returns
+    once the port can be bound again, so a `start` right after it does not find the port taken."""
+    host_port = urllib.parse.urlsplit(url) if url else None
+    if host_port is None or host_port.port is None:
+        return
+    deadline = time.monotonic() + timeout
+    while not _port_is_free(host_port.hostname, host_port.port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def stop(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, *, timeout: float = STOP_TIMEOUT_S) -> int | None:
     """Stop the server started from `state_dir`; return its pid, or None if none was running."""
     paths = _paths(state_dir)
     with _locked(paths):
         pid = _our_server_pid(paths)
         if pid is not None:
+            url = paths["url"].read_text().strip() if paths["url"].exists() else ""
             _stop_group(pid, timeout)
+            _wait_until_port_is_free(url, timeout)
         for path in (paths["pid"], paths["url"]):
             path.unlink(missing_ok=True)
         return pid
