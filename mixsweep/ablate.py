@@ -43,9 +43,8 @@ from trainables import records
 from trainables.mixunlearn_trial import METHOD
 
 from . import cluster, evidence, state as sweep_state, tracking
-from .callback import CloseChildRuns
 from .errors import UsageError
-from .sweep import (CHECKPOINTS_KEPT, REPORT_EVERY_S, TRIAL_RETRIES, fit, new_storage, parent_closed_on_error,
+from .sweep import (REPORT_EVERY_S, fit, new_storage, parent_closed_on_error, run_config,
                     trainable_for, trial_dirname)
 from .tables import RETRAIN, AblationTable, RunMeasure, ablation_table
 
@@ -234,14 +233,7 @@ def make_tuner(state: sweep_state.SweepState, configs: list[dict[str, Any]], key
                                                                   max_concurrent=state.concurrency),
                                     num_samples=len(configs), reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(
-            name=state.name, storage_path=state.storage,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
-            callbacks=[CloseChildRuns(tracking_uri=state.tracking_uri, experiment_id=state.experiment_id,
-                                      parent_run_id=state.parent_run_id),
-                       LabelChildRuns(state, keys)],
-            progress_reporter=reporter, verbose=1))
+        run_config=run_config(state, reporter, (LabelChildRuns(state, keys),)))
 
 
 # ---- naming the children -------------------------------------------------------------------------------

@@ -183,13 +183,19 @@ def make_tuner(state: sweep_state.SweepState, space: SweepSpace, overrides: dict
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=state.concurrency),
                                     scheduler=scheduler, num_samples=state.trials, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(
-            name=state.name, storage_path=state.storage,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
-            callbacks=[CloseChildRuns(tracking_uri=state.tracking_uri, experiment_id=state.experiment_id,
-                                      parent_run_id=state.parent_run_id)],
-            progress_reporter=reporter, verbose=1))
+        run_config=run_config(state, reporter))
+
+
+def run_config(state: sweep_state.SweepState, reporter: tune.ProgressReporter,
+               callbacks: tuple[tune.Callback, ...] = ()) -> tune.RunConfig:
+    """Storage, checkpoints, retries and the run-closing callback: the same for sweeps and ablations."""
+    return tune.RunConfig(
+        name=state.name, storage_path=state.storage,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+        failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+        callbacks=[CloseChildRuns(tracking_uri=state.tracking_uri, experiment_id=state.experiment_id,
+                                  parent_run_id=state.parent_run_id), *callbacks],
+        progress_reporter=reporter, verbose=1)
 
 
 def trial_dirname(trial) -> str:
