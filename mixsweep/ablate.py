@@ -42,7 +42,7 @@ from search_spaces import plan_path as plan_path_of
 from trainables import records
 from trainables.mixunlearn_trial import METHOD
 
-from . import cluster, evidence, state as sweep_state, tracking
+from . import cluster, evidence, provenance, state as sweep_state, tracking
 from .errors import UsageError
 from .sweep import (REPORT_EVERY_S, fit, new_storage, parent_closed_on_error, run_config,
                     trainable_for, trial_dirname)
@@ -135,7 +135,7 @@ def run_key(config: dict[str, Any]) -> str:
 def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_per_trial: float = 1.0,
                  gpus_per_trial: float = 0.0, address: str | None = None, storage: str | None = None,
                  tracking_uri: str | None = None, name: str | None = None,
-                 checkpoint_every: int = 1) -> AblationResult | None:
+                 checkpoint_every: int = 1, references: str | None = None) -> AblationResult | None:
     """Run every (variant, seed) of the plan to the end, then write and log the table (None when the
     ablation was interrupted: `resume`, then `report`, finish it)."""
     # ---- the user's input, all of it, before anything starts -------------------------------------------
@@ -164,7 +164,8 @@ def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_
             experiment_id=experiment_id, parent_run_id="", trials=len(runs), concurrency=concurrency,
             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, checkpoint_every=checkpoint_every,
             address=address, seed=0, objectives=[], scheduler="fifo",
-            cache_dir=os.environ.get("MIXSWEEP_CACHE"))
+            cache_dir=os.environ.get("MIXSWEEP_CACHE"),
+            references=sweep_state.resolve_references(references, storage_path))
         info = plan_info(plan, plan_path, hardware=evidence.cluster_hardware())
         state.parent_run_id = open_parent_run(state, info)
         with parent_closed_on_error(state):
@@ -212,6 +213,7 @@ def open_parent_run(state: sweep_state.SweepState, info: AblationInfo) -> str:
         "trials": state.trials, "concurrency": state.concurrency, "cpus_per_trial": state.cpus_per_trial,
         "gpus_per_trial": state.gpus_per_trial, "checkpoint_every": state.checkpoint_every,
         "storage": state.storage, "address": state.address or "local", "scheduler": "fifo",
+        "reference_store": state.references,
         **{f"cluster_{k}": v for k, v in cluster.resources_summary().items()},
     }
     tags = {"mixsweep.sweep_name": state.name, "mixsweep.hardware": info.hardware,
@@ -303,6 +305,8 @@ def collect(state: sweep_state.SweepState, info: AblationInfo) -> list[RunMeasur
             place = keys.get(run_key({k: v for k, v in run.data.params.items() if k in fields}))
         if place is not None:
             latest[place] = run   # a trial run twice (retried after a lost driver) counts once: the last
+    provenance.refuse_mixed_references({f"{variant}/seed{seed}": run.data.tags for (variant, seed), run in
+                                        latest.items()}, command=f"the table of ablation {state.name}")
     measures = []
     for (variant, seed), run in latest.items():
         rows = metrics_rows(client, run.info.run_id)

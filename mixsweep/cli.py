@@ -11,8 +11,8 @@
     mixsweep compare quick sweeps/paper/export/best.yaml
 
 Environment: MIXSWEEP_STORAGE (default of --storage), MLFLOW_TRACKING_URI (of --tracking-uri),
-RAY_ADDRESS (of --address), MIXSWEEP_CACHE (the reference-model cache), RAY_TMPDIR (a local Ray's
-temp folder). A bad flag, file or resource request prints one sentence and exits with status 2.
+RAY_ADDRESS (of --address), MIXSWEEP_CACHE (each machine's cache), MIXSWEEP_REFERENCES (of
+--references: the reference models every node shares), RAY_TMPDIR (a local Ray's temp folder). A bad flag, file or resource request prints one sentence and exits with status 2.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     run.add_argument("--name", help="sweep name (default: the space file's stem)")
     run.add_argument("--seed", type=int, default=0, help="seed of Optuna's TPE sampler")
-    _common(run, address=True, storage=True, tracking=True)
+    _common(run, address=True, storage=True, tracking=True, references=True)
 
     export = commands.add_parser("export", help="write the best config(s) and every trial as Parquet")
     export.add_argument("sweep", help="a sweep name under --storage, or a sweep folder")
@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="one run of a config YAML, recorded in MLflow")
     train.add_argument("config", help="a flat config YAML, e.g. an exported best.yaml")
     train.add_argument("--threads", type=int, help="torch threads (default: the file's mixsweep-threads line)")
+    train.add_argument("--references", help="a shared reference store (folder or URI) to read f_D and Retrain "
+                                            "from (default: $MIXSWEEP_REFERENCES, else this machine's cache)")
     _common(train, tracking=True)
 
     resume = commands.add_parser("resume", help="finish an interrupted sweep")
@@ -72,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per run; fractions share a GPU")
     ablate.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     ablate.add_argument("--name", help="ablation name (default: the plan file's stem)")
-    _common(ablate, address=True, storage=True, tracking=True)
+    _common(ablate, address=True, storage=True, tracking=True, references=True)
 
     report = commands.add_parser("report", help="a Markdown + PNG report folder of a sweep or an ablation")
     report.add_argument("sweep", help="a sweep or ablation name under --storage, or its folder")
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _common(parser: argparse.ArgumentParser, *, address: bool = False, storage: bool = False,
-            tracking: bool = False) -> None:
+            tracking: bool = False, references: bool = False) -> None:
     if address:
         parser.add_argument("--address", help="Ray cluster: auto or host:port (default: $RAY_ADDRESS, else a "
                                               "local Ray)")
@@ -97,6 +99,9 @@ def _common(parser: argparse.ArgumentParser, *, address: bool = False, storage: 
     if tracking:
         parser.add_argument("--tracking-uri", help="MLflow: sqlite:///PATH or http://HOST:PORT (default: "
                                                    "$MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    if references:
+        parser.add_argument("--references", help="where every node shares f_D and Retrain: a folder or URI "
+                                                 "(default: $MIXSWEEP_REFERENCES, else <storage>/references)")
 
 
 def space_file(value: str) -> Path:
@@ -118,7 +123,8 @@ def dispatch(args: argparse.Namespace) -> int:
         run_sweep(space_file(args.space), trials=args.trials, concurrency=args.concurrency,
                   cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
                   storage=args.storage, tracking_uri=args.tracking_uri, name=args.name,
-                  checkpoint_every=args.checkpoint_every, epochs=args.epochs, seed=args.seed)
+                  checkpoint_every=args.checkpoint_every, epochs=args.epochs, seed=args.seed,
+                  references=args.references)
         return 0
     if args.command == "export":
         from .export import export_sweep
@@ -130,7 +136,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "train":
         from .train import train
-        result = train(args.config, tracking_uri=args.tracking_uri, threads=args.threads)
+        result = train(args.config, tracking_uri=args.tracking_uri, threads=args.threads,
+                       references=args.references)
         print(result.table)
         print(f"MLflow run {result.run_id}")
         return 0
@@ -149,7 +156,8 @@ def dispatch(args: argparse.Namespace) -> int:
         from .ablate import run_ablation
         run_ablation(args.plan, concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
                      gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,
-                     tracking_uri=args.tracking_uri, name=args.name, checkpoint_every=args.checkpoint_every)
+                     tracking_uri=args.tracking_uri, name=args.name, checkpoint_every=args.checkpoint_every,
+                     references=args.references)
         return 0
     if args.command == "report":
         from .report import write_report

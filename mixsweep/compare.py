@@ -13,7 +13,8 @@ Each input is one of:
 The numbers are each run's final rows in its metrics.csv artifact (f_D, Retrain, MixUnlearn). Columns
 follow the task type (class: Train_r, Train_f, Test_r, Test_f, ASR; data-level: Train_r, Train_f,
 Test, ASR) plus Avg. Gap; the Retrain and f_D rows are the first input's. Inputs measured against
-different reference models (another data set, task or recipe) are refused: their Retrain rows differ.
+different reference models (another data set, task or recipe, or the same recipe trained twice: the
+sha256 each run recorded, mixsweep/provenance.py) are refused: their Retrain rows differ.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from mixunlearn.config import UnlearnConfig
 from trainables import records
 from trainables.mixunlearn_trial import LOOP_FIELDS, METHOD
 
-from . import state as sweep_state, tracking
+from . import provenance, state as sweep_state, tracking
 from .errors import UsageError
 from .tables import ORIGINAL, RETRAIN, PaperTable, paper_table
 
@@ -67,6 +68,9 @@ def compare(inputs: list[str], *, storage: str | None = None, tracking_uri: str 
             raise UsageError(f"{label}: its {differing[0]} is {configs[label][differing[0]]!r}, not "
                              f"{configs[first][differing[0]]!r} as in {first}, so it is measured against another "
                              "Retrain model; compare runs of one data set, task and reference recipe")
+    provenance.refuse_mixed_references(
+        {label: records.client(c.tracking_uri).get_run(c.run_id).data.tags for c, label in zip(resolved, labels)},
+        command="compare")
     cfg = configs[first]
     kind = "class" if cfg["task"] == "class" or (cfg["task"] == "semi" and cfg["semi_base"] == "class") else "data"
     table = paper_table(task_kind=kind, original=rows[first][ORIGINAL], retrain=rows[first][RETRAIN],

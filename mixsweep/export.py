@@ -32,7 +32,7 @@ from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import COLUMNS
 from trainables import records
 
-from . import state as sweep_state
+from . import provenance, state as sweep_state
 from .errors import UsageError
 
 REPORTED_METRICS = (*COLUMNS, "epoch", "epoch_seconds", "unlearn_seconds", "gpu_seconds")
@@ -54,6 +54,9 @@ def export_sweep(sweep: str, *, storage: str | None = None) -> Export:
     if not trials:
         raise UsageError(f"sweep {sweep!r}: it has no trials yet; run or resume it first")
     rows = trial_rows(trials, state)
+    provenance.refuse_mixed_references(provenance.children_tags(
+        records.client(state.tracking_uri), experiment_id=state.experiment_id, parent_run_id=state.parent_run_id),
+        command=f"export {state.name}")
     folder = state.export_dir
     folder.mkdir(parents=True, exist_ok=True)
     parquet = write_parquet(rows, folder / "trials.parquet", state)

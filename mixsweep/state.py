@@ -4,6 +4,7 @@
     <storage>/<name>/mixsweep.json   this module's SweepState: settings, MLflow parent run, objectives
     <storage>/<name>/optuna.db       the Optuna study (study name = sweep name): optuna-dashboard reads it
     <storage>/<name>/export/         `mixsweep export`: best config(s) and trials.parquet
+    <storage>/references/            f_D and Retrain, shared by every sweep and node (--references moves it)
 
 With a URI storage (s3://, gs://: Tune's results on a cluster), the three local files live in
 ./sweeps/<name>/ on the machine that runs `mixsweep` instead.
@@ -41,6 +42,7 @@ class SweepState:
     scheduler: str = "asha"       # "asha" (one objective) or "fifo" (a Pareto search)
     epochs_override: int | None = None
     cache_dir: str | None = None
+    references: str | None = None  # the shared reference store (resolve_references); None = each node's cache
 
     @property
     def experiment_path(self) -> str:
@@ -79,6 +81,13 @@ def resolve_storage(flag: str | None) -> str:
     """--storage, else $MIXSWEEP_STORAGE, else ./sweeps; a folder is made absolute (trials run elsewhere)."""
     storage = flag or os.environ.get("MIXSWEEP_STORAGE") or DEFAULT_STORAGE
     return storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
+
+
+def resolve_references(flag: str | None, storage: str) -> str:
+    """--references, else $MIXSWEEP_REFERENCES, else <storage>/references: where a sweep's trials share
+    f_D and Retrain (every node must reach it; a folder is made absolute)."""
+    references = flag or os.environ.get("MIXSWEEP_REFERENCES") or f"{storage.rstrip('/')}/references"
+    return references if is_uri(references) else str(Path(references).expanduser().resolve())
 
 
 def local_dir(storage: str, name: str) -> Path:

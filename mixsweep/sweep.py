@@ -63,7 +63,8 @@ class SpaceFunction:
 def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency: int | None = None,
               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, address: str | None = None,
               storage: str | None = None, tracking_uri: str | None = None, name: str | None = None,
-              checkpoint_every: int = 1, epochs: int | None = None, seed: int = 0) -> sweep_state.SweepState:
+              checkpoint_every: int = 1, epochs: int | None = None, seed: int = 0,
+              references: str | None = None) -> sweep_state.SweepState:
     """Start a sweep and run it to the end (or to an interruption, after which `resume` continues it)."""
     # ---- the user's input, all of it, before anything starts -------------------------------------------
     space_path = Path(space_file).expanduser().resolve()
@@ -95,7 +96,8 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, checkpoint_every=checkpoint_every,
             address=address, seed=seed, objectives=[[o.metric, o.mode] for o in space.objectives],
             scheduler="asha" if len(space.objectives) == 1 else "fifo", epochs_override=epochs,
-            cache_dir=os.environ.get("MIXSWEEP_CACHE"))
+            cache_dir=os.environ.get("MIXSWEEP_CACHE"),
+            references=sweep_state.resolve_references(references, storage_path))
         state.parent_run_id = open_parent_run(state, space)
         with parent_closed_on_error(state):
             state.save()
@@ -140,6 +142,7 @@ def open_parent_run(state: sweep_state.SweepState, space: SweepSpace) -> str:
         "concurrency": state.concurrency, "cpus_per_trial": state.cpus_per_trial,
         "gpus_per_trial": state.gpus_per_trial, "checkpoint_every": state.checkpoint_every,
         "epochs_override": state.epochs_override, "storage": state.storage, "address": state.address or "local",
+        "reference_store": state.references,
         "sampler": "TPE", "sampler_seed": state.seed, "scheduler": state.scheduler,
         "grace_epochs": space.sweep.grace_epochs, "max_epochs": max_epochs(space, state.epochs_override),
         "objectives": ",".join(f"{m}:{d}" for m, d in state.objectives), "searched": ",".join(space.search),
@@ -209,7 +212,7 @@ def trainable_for(state: sweep_state.SweepState):
     settings = TrialSettings(
         tracking_uri=state.tracking_uri, experiment_id=state.experiment_id, parent_run_id=state.parent_run_id,
         checkpoint_every=state.checkpoint_every, cpus=state.cpus_per_trial, gpus=state.gpus_per_trial,
-        cache_dir=state.cache_dir)
+        cache_dir=state.cache_dir, references=state.references)
     return tune.with_resources(tune.with_parameters(mixunlearn_trial, settings=settings),
                                {"cpu": state.cpus_per_trial, "gpu": state.gpus_per_trial})
 

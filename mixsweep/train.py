@@ -4,12 +4,14 @@
     mixsweep train my.yaml --threads 4 --tracking-uri http://127.0.0.1:5000
 
 The run gets what a sweep's trial gets: the config as params, per-epoch metrics (step = epoch), the
-unlearned model and generator weights, the MLflow PyTorch model, config.yaml and the metrics table.
+unlearned model and generator weights, the MLflow PyTorch model, config.yaml and the metrics table,
+and the sha256 of the f_D and Retrain it used (tags mixsweep.reference.*).
 An exported config re-runs its trial exactly on CPU: same seed, same reference models (from the cache),
 same torch thread count (the file's `# mixsweep-threads:` line is the default of --threads).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from mixunlearn.run import format_table, epochs, prepare, resolve_device
 from mixunlearn.unlearn import MixUnlearn
 from trainables import records
 from trainables.mixunlearn_trial import METHOD, input_example, table_title
+from trainables.references import provenance_tags, trial_store
 
 from . import tracking
 from .errors import UsageError
@@ -35,7 +38,9 @@ class TrainResult:
 
 
 def train(config_file: str | Path, *, tracking_uri: str | None = None, threads: int | None = None,
-          cache_dir: str | None = None) -> TrainResult:
+          cache_dir: str | None = None, references: str | None = None) -> TrainResult:
+    """`references`: a shared reference store (a sweep's, to re-run its trial against the same models);
+    None = $MIXSWEEP_REFERENCES, else this machine's cache alone."""
     path = Path(config_file).expanduser()
     if not path.is_file():
         raise UsageError(f"{path}: no such file; pass a config YAML such as an exported best.yaml")
@@ -64,7 +69,9 @@ def train(config_file: str | Path, *, tracking_uri: str | None = None, threads: 
     print(f"MLflow run {run_id} ({uri}); {torch.get_num_threads()} torch threads on {device}", flush=True)
     status = "FAILED"
     try:
-        prepared = prepare(cfg, device=device, cache_dir=cache_dir)
+        prepared = prepare(cfg, device=device, cache_dir=cache_dir, store=trial_store(
+            cache_dir, references or os.environ.get("MIXSWEEP_REFERENCES") or None, cluster=False))
+        client.log_batch(run_id, tags=provenance_tags(prepared.references))
         loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original,
                           device=prepared.device)
         final: dict[str, float] = {}

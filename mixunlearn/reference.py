@@ -4,25 +4,22 @@
     refs.original, refs.retrain        # eval mode, frozen, on the device
 
 Both follow LAF's recipe (METHOD.md "Models"; cfg.ref_*: Adam, cross-entropy) and are trained once per
-content: the cache entry <cache>/references/<sha256>.pt is keyed by everything that determines the
+content: an entry (<cache>/references/<key>.json and its weights) is keyed by everything that determines the
 weights — the data fingerprint, the labels trained on, for Retrain the retain indices, the model, the
 recipe, the seed and the role. f_D does not depend on which samples are later forgotten, so every task
-that keeps the true labels (class 0, class 3, data, random, ...) shares one f_D. Trials that start
-together (a Ray sweep) wait on a file lock instead of training the same entry side by side.
+that keeps the true labels (class 0, class 3, data, random, ...) shares one f_D. Where entries live
+(the local folder, or a store every node of a cluster shares behind a cluster-wide lock) is
+reference_store.py's; `References` carries the sha256 of each model's tensors, the provenance every
+run records. While a model trains, a progress line goes to stderr every few seconds.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
-import os
+import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,18 +27,22 @@ from torch import nn
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.data import ImageData, augment as augment_images, default_cache_dir
 from mixunlearn.models import build_model
+from mixunlearn.reference_store import ReferenceStore
 from mixunlearn.tasks import ForgetSplit
 
 # Bump when a change to the models or to train_classifier makes old cache entries wrong.
 CACHE_FORMAT = 1
+PROGRESS_EVERY_S = 5.0   # seconds between progress lines while a reference model trains
 
 
 @dataclass
 class References:
     original: nn.Module   # f_D, eval mode, requires_grad False, on device
     retrain: nn.Module    # Retrain, same
-    original_path: Path
+    original_path: Path   # the weights in the local folder
     retrain_path: Path
+    original_sha256: str  # reference_store.state_sha256 of the weights: what every run records
+    retrain_sha256: str
 
 
 # ---- training --------------------------------------------------------------------------------------
@@ -60,6 +61,7 @@ def train_classifier(
     augment: bool,
     seed: int,
     device: torch.device | str,
+    label: str | None = None,
 ) -> nn.Module:
     """Train `model` in place with Adam + cross-entropy on data.train_images[indices]; return it in eval mode.
 
@@ -70,6 +72,8 @@ def train_classifier(
         weight_decay: Adam's L2 term (torch.optim.Adam, as LAF), not AdamW's decoupled decay.
         augment: random crop + flip (data.augment) on each batch before normalising.
         seed: the shuffle order; drawn on the CPU so every device sees the same order.
+        label: with a name ("f_D"), a line "<label>: epoch k/N, batch b/B, s s" to stderr every
+            PROGRESS_EVERY_S seconds and one when done.
 
     The images stay on the device as uint8; a batch is an index gather, so there is no DataLoader and no
     per-sample Python. On CUDA the step runs in bf16 autocast with channels_last; on CPU in float32.
@@ -87,9 +91,15 @@ def train_classifier(
     shuffle = torch.Generator().manual_seed(seed)
     augmentation = torch.Generator(device=device).manual_seed(seed + 1)
 
-    for _ in range(epochs):
+    started = last_line = time.monotonic()
+    batches = -(-len(indices) // batch_size)
+    for epoch in range(epochs):
         order = indices[torch.randperm(len(indices), generator=shuffle).to(device)]
-        for batch in order.split(batch_size):
+        for step, batch in enumerate(order.split(batch_size)):
+            if label is not None and time.monotonic() - last_line >= PROGRESS_EVERY_S:
+                last_line = time.monotonic()
+                print(f"{label}: epoch {epoch + 1}/{epochs}, batch {step + 1}/{batches}, "
+                      f"{last_line - started:.0f} s", file=sys.stderr, flush=True)
             images = data.train_images[batch]
             if augment:
                 images = augment_images(images, augmentation)
@@ -99,6 +109,9 @@ def train_classifier(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+    if label is not None:
+        print(f"{label}: trained, {epochs} epochs in {time.monotonic() - started:.1f} s on {device}",
+              file=sys.stderr, flush=True)
     return model.eval()
 
 
@@ -112,20 +125,22 @@ def reference_models(
     *,
     device: torch.device | str,
     cache_dir: str | Path | None = None,
+    store: ReferenceStore | None = None,
 ) -> References:
-    """Load f_D and Retrain for (cfg, data, split) from the cache, training each one the first time.
+    """Load f_D and Retrain for (cfg, data, split) from the store, training each one the first time.
 
     Args:
-        cache_dir: root of the cache; None = data.default_cache_dir() ($MIXSWEEP_CACHE or ~/.cache/mixsweep).
-            Entries live in <cache_dir>/references/<sha256>.pt with a <sha256>.json of the key's inputs
-            and the training wall time beside each.
+        cache_dir: root of the local cache; None = data.default_cache_dir() ($MIXSWEEP_CACHE or
+            ~/.cache/mixsweep). Entries live in <cache_dir>/references (reference_store.py's layout).
+        store: where entries live instead (a cluster's shared store and its lock); None =
+            ReferenceStore(<cache_dir>/references), this machine alone.
 
     Entries do not depend on the device that trained them: whichever process trains first (GPU or CPU)
     fills the entry, and everyone after loads it.
     """
     device = torch.device(device)
-    directory = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "references"
-    directory.mkdir(parents=True, exist_ok=True)
+    if store is None:
+        store = ReferenceStore(Path(cache_dir if cache_dir is not None else default_cache_dir()) / "references")
     data = data.to(device)
     all_idx = torch.arange(data.train_images.shape[0])
 
@@ -151,44 +166,27 @@ def reference_models(
             return build_model(cfg.model, num_classes=data.num_classes, in_channels=data.in_channels,
                                image_size=data.image_size)
 
-    def trainer(indices: torch.Tensor) -> Callable[[], nn.Module]:
-        return lambda: train_classifier(
-            fresh(), data, indices, split.train_labels, epochs=cfg.ref_epochs, batch_size=cfg.ref_batch_size,
-            lr=cfg.ref_lr, weight_decay=cfg.ref_weight_decay, augment=cfg.ref_augment, seed=cfg.ref_seed,
-            device=device)
+    def trainer(indices: torch.Tensor, label: str) -> Callable[[], dict[str, torch.Tensor]]:
+        def train() -> dict[str, torch.Tensor]:
+            model = train_classifier(
+                fresh(), data, indices, split.train_labels, epochs=cfg.ref_epochs, batch_size=cfg.ref_batch_size,
+                lr=cfg.ref_lr, weight_decay=cfg.ref_weight_decay, augment=cfg.ref_augment, seed=cfg.ref_seed,
+                device=device, label=f"{label} ({cfg.model} on {cfg.dataset})")
+            return {k: v.detach().to("cpu", memory_format=torch.contiguous_format)
+                    for k, v in model.state_dict().items()}
+        return train
 
-    original_path = ensure_entry(directory, original_inputs, trainer(all_idx), device=device)
-    retrain_path = ensure_entry(directory, retrain_inputs, trainer(split.retain_idx), device=device)
+    about = {"device": str(device)}
+    original = store.entry(original_inputs, trainer(all_idx, "f_D"), about=about)
+    retrain = store.entry(retrain_inputs, trainer(split.retain_idx, "Retrain"), about=about)
     return References(
-        original=load_frozen(fresh(), original_path, device),
-        retrain=load_frozen(fresh(), retrain_path, device),
-        original_path=original_path,
-        retrain_path=retrain_path,
+        original=load_frozen(fresh(), original.path, device),
+        retrain=load_frozen(fresh(), retrain.path, device),
+        original_path=original.path,
+        retrain_path=retrain.path,
+        original_sha256=original.sha256,
+        retrain_sha256=retrain.sha256,
     )
-
-
-def ensure_entry(directory: Path, inputs: dict[str, Any], train: Callable[[], nn.Module], *,
-                 device: torch.device) -> Path:
-    """The path of the entry for `inputs`, training and writing it first if no process has yet."""
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    path = directory / f"{key}.pt"
-    if path.exists():
-        return path
-    with exclusive_lock(directory / f"{key}.lock"):
-        # Another process may have trained it while we waited for the lock.
-        if path.exists():
-            return path
-        started = time.perf_counter()
-        model = train()
-        seconds = time.perf_counter() - started
-        record = {"key": key, "inputs": inputs, "train_seconds": round(seconds, 3), "device": str(device),
-                  "torch": torch.__version__, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        # The json goes first: an existing .pt always has its record beside it.
-        atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
-        state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in
-                 model.state_dict().items()}
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
-    return path
 
 
 def load_frozen(model: nn.Module, path: Path, device: torch.device) -> nn.Module:
@@ -205,24 +203,3 @@ def tensor_digest(t: torch.Tensor) -> str:
     digest = hashlib.sha256(f"{array.dtype}{tuple(array.shape)}".encode())
     digest.update(array.tobytes())
     return digest.hexdigest()
-
-
-@contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if missing); the kernel releases it if we die."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write via a private tmp file and rename, so readers see the whole file or none of it."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from .config import UnlearnConfig
 from .data import ImageData, default_cache_dir, load_data
 from .metrics import ATTACKER, avg_gap, evaluate
 from .reference import References, reference_models
+from .reference_store import ReferenceStore
 from .tasks import ForgetSplit, make_split
 from .unlearn import MixUnlearn
 
@@ -58,7 +59,8 @@ class Prepared:
 
 
 def prepare(cfg: UnlearnConfig, *, device: str | torch.device | None = None,
-            cache_dir: str | Path | None = None) -> Prepared:
+            cache_dir: str | Path | None = None, store: ReferenceStore | None = None) -> Prepared:
+    """`store`: where f_D and Retrain live (a cluster's shared store); None = <cache>/references alone."""
     device = resolve_device(cfg.device) if device is None else torch.device(device)
     if device.type == "cpu":
         # Float32 and deterministic kernels on the CPU: a run is reproducible under its seed.
@@ -67,7 +69,7 @@ def prepare(cfg: UnlearnConfig, *, device: str | torch.device | None = None,
     data = load_data(cfg).to(device)
     split = make_split(cfg, data)
     split_path = split.save_parquet(cache / "splits" / f"{split.key()}.parquet")
-    refs = reference_models(cfg, data, split, device=device, cache_dir=cache)
+    refs = reference_models(cfg, data, split, device=device, cache_dir=cache, store=store)
     prepared = Prepared(cfg, device, data, split, refs, split_path)
     prepared.retrain_metrics = prepared.evaluate(refs.retrain)
     prepared.original_metrics = prepared.evaluate(refs.original)

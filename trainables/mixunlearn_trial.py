@@ -12,8 +12,9 @@ One trial:
      with the Ray node it runs on (mixsweep.node_id, mixsweep.node_ip); a trial whose run already
      ended (the driver died before Tune saved that) reports that result and returns.
   3. device = the GPU Ray assigned (CUDA_VISIBLE_DEVICES) or the CPU; torch threads = Ray's CPUs.
-  4. prepare(): data on the device, the forget split, f_D and Retrain from the reference cache and their
-     metrics. Cached in this process, so the next trial in a reused actor skips it. Then MixUnlearn,
+  4. prepare(): data on the device, the forget split, f_D and Retrain from the sweep's reference store
+     (trained once per cluster, trainables/references.py) and their metrics; the two models' sha256
+     tagged on the run. Cached in this process, so the next trial in a reused actor skips it. Then MixUnlearn,
      restored from `tune.get_checkpoint()` when Tune resumes or retries the trial.
   5. Every epoch: the metrics to MLflow (step = epoch) and to `tune.report`, with a checkpoint every
      `checkpoint_every` epochs and at the last one.
@@ -39,7 +40,7 @@ from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import Prepared, epochs, prepare
 from mixunlearn.unlearn import MixUnlearn
 
-from . import checkpoint, records
+from . import checkpoint, records, references
 
 METHOD = "MixUnlearn"
 
@@ -63,6 +64,7 @@ class TrialSettings:
     cpus: float = 1.0              # CPUs Ray reserves per trial: torch uses as many threads
     gpus: float = 0.0              # GPUs Ray reserves per trial (fractions pack trials onto one GPU)
     cache_dir: str | None = None   # reference-model cache; None = $MIXSWEEP_CACHE or ~/.cache/mixsweep
+    references: str | None = None  # the shared reference store (folder or URI); None = each node's cache alone
 
 
 def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
@@ -88,7 +90,8 @@ def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
 
     device = trial_device()
     torch.set_num_threads(max(1, int(settings.cpus)))
-    prepared = prepare_cached(cfg, device, settings.cache_dir)
+    prepared = prepare_cached(cfg, device, settings.cache_dir, settings.references)
+    mlflow_client.log_batch(run_id, tags=references.provenance_tags(prepared.references))
     loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original, device=device)
     resumed_from = tune.get_checkpoint()
     if resumed_from is not None:
@@ -138,14 +141,17 @@ def trial_device() -> torch.device:
 _PREPARED: dict[tuple, Prepared] = {}
 
 
-def prepare_cached(cfg: UnlearnConfig, device: torch.device, cache_dir: str | None) -> Prepared:
+def prepare_cached(cfg: UnlearnConfig, device: torch.device, cache_dir: str | None,
+                   shared_references: str | None = None) -> Prepared:
     """prepare(), kept for the next trial of this process (Tune reuses actors): only the last one is
     kept, since a sweep's trials share their data, split and reference models."""
     values = cfg.to_dict()
-    key = (str(device), cache_dir, tuple((k, repr(values[k])) for k in sorted(values) if k not in LOOP_FIELDS))
+    key = (str(device), cache_dir, shared_references,
+           tuple((k, repr(values[k])) for k in sorted(values) if k not in LOOP_FIELDS))
     if key not in _PREPARED:
         _PREPARED.clear()
-        _PREPARED[key] = prepare(cfg, device=device, cache_dir=cache_dir)
+        _PREPARED[key] = prepare(cfg, device=device, cache_dir=cache_dir,
+                                 store=references.trial_store(cache_dir, shared_references))
     # The loop's fields (epochs, above all) are read from prepared.cfg: give it this trial's config.
     return dataclasses.replace(_PREPARED[key], cfg=cfg)
 

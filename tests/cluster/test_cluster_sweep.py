@@ -6,8 +6,7 @@ through the `mixsweep run ... --address` command, logging to the session's MLflo
 where its trials ran and what MLflow holds, ask the cluster for what it can never give, and open the
 MLflow UI in headless Chromium (Debian's package, driven over the DevTools protocol on a pipe).
 
-Ray gets a short temp dir of its own (unix socket paths have a length limit) and RAY_AUTH_MODE=disabled
-explicitly; the module shuts down the processes of its own Cluster and never runs the CLI's machine-wide stop.
+The cluster is conftest.py's `three_node_cluster`, its nodes sharing one cache folder.
 """
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ import select
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +27,6 @@ import yaml
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from ray import tune
-from ray.cluster_utils import Cluster
 
 from mixsweep import state as sweep_state
 from mixsweep.cli import main
@@ -48,27 +45,11 @@ SWEEP_TIMEOUT_S = 420
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, three_node_cluster):
     """A head (CPU 0) and two 1-CPU nodes with distinct custom resources; {node id: resource name}."""
-    short = Path(tempfile.mkdtemp(prefix="mxc-", dir="/tmp"))
     cache = tmp_path_factory.mktemp("reference-cache")
-    with pytest.MonkeyPatch.context() as env:
-        # The nodes' processes, and so the trials, inherit this environment.
-        env.setenv("RAY_AUTH_MODE", "disabled")
-        env.setenv("RAY_TMPDIR", str(short))   # also where Cluster writes its "current cluster" address
-        env.setenv("MIXSWEEP_CACHE", str(cache))
-        assert not ray.is_initialized()
-        nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-        try:
-            node_a = nodes.add_node(num_cpus=1, resources={"node_a": 1})
-            node_b = nodes.add_node(num_cpus=1, resources={"node_b": 1})
-            nodes.wait_for_nodes()
-            yield nodes, {node_a.node_id: "node_a", node_b.node_id: "node_b"}
-        finally:
-            if ray.is_initialized():
-                ray.shutdown()
-            nodes.shutdown()
-            shutil.rmtree(short, ignore_errors=True)
+    with three_node_cluster(env={"MIXSWEEP_CACHE": str(cache)}) as built:
+        yield built
 
 
 @pytest.fixture(scope="module")

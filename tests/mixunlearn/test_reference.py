@@ -14,6 +14,7 @@ from mixunlearn.config import UnlearnConfig
 from mixunlearn.data import ImageData, load_data
 from mixunlearn.models import build_model
 from mixunlearn.reference import reference_models, tensor_digest, train_classifier
+from mixunlearn.reference_store import record_path, state_sha256
 from mixunlearn.tasks import make_split
 
 # 20 training images per class, one epoch of 13 steps: "tiny" is separated in well under a second.
@@ -106,9 +107,12 @@ def test_second_call_loads_the_same_weights_without_training(tiny, tmp_path, cou
     for model in (second.original, second.retrain):
         assert not model.training and not any(p.requires_grad for p in model.parameters())
 
-    record = json.loads(first.retrain_path.with_suffix(".json").read_text())
+    record = json.loads(record_path(first.retrain_path).read_text())
     assert record["inputs"]["role"] == "retrain" and record["inputs"]["model"] == "cnn_small"
     assert record["inputs"]["data"] == tiny.fingerprint and record["train_seconds"] > 0
+    # The provenance hash is of the tensors: the same in the record, on References and over the loaded model.
+    assert record["sha256"] == first.retrain_sha256 == second.retrain_sha256 == state_sha256(second.retrain.state_dict())
+    assert first.original_sha256 != first.retrain_sha256
     assert accuracy(second.original, tiny) >= 0.9
 
 
