@@ -36,6 +36,7 @@ LOCKS_ACTOR = "mixsweep-reference-locks"
 LOCKS_NAMESPACE = "mixsweep"
 LEASE_S = 60.0    # a killed trainer's key is free again this long after its last renewal
 POLL_S = 1.0      # how often a waiter asks again
+CALL_TIMEOUT_S = 120.0   # an unreachable lock actor fails the trial instead of hanging it
 
 
 def provenance_tags(references: References) -> list[RunTag]:
@@ -88,8 +89,10 @@ class ReferenceLocks:
 
 
 def locks_actor():
+    # "DEFAULT" scheduling: a trial runs in Tune's placement group, and an actor it starts would otherwise
+    # join that group and die (for good) when the trial ends.
     return ReferenceLocks.options(name=LOCKS_ACTOR, namespace=LOCKS_NAMESPACE, get_if_exists=True,
-                                  lifetime="detached").remote()
+                                  lifetime="detached", scheduling_strategy="DEFAULT").remote()
 
 
 class LeaseLock:
@@ -105,7 +108,7 @@ class LeaseLock:
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         waited = time.monotonic()
         told = False
-        while not ray.get(actor.acquire.remote(key, holder, self.lease_s)):
+        while not ray.get(actor.acquire.remote(key, holder, self.lease_s), timeout=CALL_TIMEOUT_S):
             if not told:
                 print(f"reference {key[:12]}: another process is training it; waiting for it", file=sys.stderr,
                       flush=True)
@@ -118,7 +121,7 @@ class LeaseLock:
 
         def renew() -> None:
             while not stop.wait(self.lease_s / 4):
-                if not ray.get(actor.renew.remote(key, holder, self.lease_s)):
+                if not ray.get(actor.renew.remote(key, holder, self.lease_s), timeout=CALL_TIMEOUT_S):
                     print(f"reference {key[:12]}: lost the lock (lease ran out); another process trains it too",
                           file=sys.stderr, flush=True)
                     return
@@ -130,4 +133,4 @@ class LeaseLock:
         finally:
             stop.set()
             renewer.join()
-            ray.get(actor.release.remote(key, holder))
+            ray.get(actor.release.remote(key, holder), timeout=CALL_TIMEOUT_S)
