@@ -169,3 +169,19 @@ def test_std_of_a_single_seed_is_undefined_not_zero():
                            metrics=["asr"], seeds=[0])
     assert table.stats["full"]["asr"].mean == 50.0 and math.isnan(table.stats["full"]["asr"].std)
     assert table.delta_retrain("full", "asr") == -10.0
+
+
+def test_the_table_refuses_runs_measured_against_other_references(ablation, tmp_path, capsys):
+    from trainables.references import ORIGINAL_SHA256_TAG
+
+    state, client, children = ablation
+    odd = next(c for c in children if c.info.run_name == "no_real/seed1")
+    assert len({c.data.tags[ORIGINAL_SHA256_TAG] for c in children}) == 1   # the one f_D every run used
+    client.set_tag(odd.info.run_id, ORIGINAL_SHA256_TAG, "e" * 64)   # as if its node had trained its own f_D
+    try:
+        assert main(["report", str(state.local_dir), "--out", str(tmp_path / "report")]) == 2
+    finally:
+        client.set_tag(odd.info.run_id, ORIGINAL_SHA256_TAG, odd.data.tags[ORIGINAL_SHA256_TAG])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"mixsweep: error: the table of ablation {NAME}: ") and "no_real/seed1" in error
+    assert "eeeeeeeeeeee" in error
