@@ -122,6 +122,10 @@ def test_export_writes_a_best_config_that_train_reproduces_exactly(sweep, mlflow
                                     order_by=["attributes.start_time DESC"], max_results=1)
     rerun = train_runs[0]
     assert rerun.info.status == "FINISHED"
+    # Re-run against the very f_D and Retrain the trial was judged by: the tensors' sha256 on both runs.
+    trial_tags = client.get_run(trial["mlflow_run_id"]).data.tags
+    for tag in ("mixsweep.reference.original_sha256", "mixsweep.reference.retrain_sha256"):
+        assert len(rerun.data.tags[tag]) == 64 and rerun.data.tags[tag] == trial_tags[tag], tag
     assert int(rerun.data.metrics["epoch"]) == int(trial["epoch"])
     for metric in OUTCOMES:
         if not math.isnan(trial[metric]):
