@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="a flat config YAML, e.g. an exported best.yaml")
     train.add_argument("--threads", type=int, help="torch threads (default: the file's mixsweep-threads line)")
     train.add_argument("--references", help="a shared reference store (folder or URI) to read f_D and Retrain "
-                                            "from (default: $MIXSWEEP_REFERENCES, else this machine's cache)")
+                                            "from (default: $MIXSWEEP_REFERENCES, else the file's "
+                                            "mixsweep-references line, else this machine's cache)")
     _common(train, tracking=True)
 
     resume = commands.add_parser("resume", help="finish an interrupted sweep")

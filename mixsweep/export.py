@@ -38,6 +38,7 @@ from .errors import UsageError
 REPORTED_METRICS = (*COLUMNS, "epoch", "epoch_seconds", "unlearn_seconds", "gpu_seconds")
 LEADING_COLUMNS = ("trial_id", "status", "tune_status", "mlflow_run_id", "duration_s")
 THREADS_LINE = "# mixsweep-threads: "
+REFERENCES_LINE = "# mixsweep-references: "   # the sweep's reference store: a re-run uses the trial's f_D and Retrain
 
 
 @dataclass
@@ -149,8 +150,16 @@ def write_config(row: dict[str, Any], path: Path, state: sweep_state.SweepState,
         config["epochs"] = int(row["epoch"])
     lines += [f"# Re-run: mixsweep train {path.name} -- exact on CPU with the trial's torch threads (next line).",
               f"{THREADS_LINE}{state.threads}"]
+    if state.references:
+        lines.append(f"{REFERENCES_LINE}{state.references}")
     path.write_text("\n".join(lines) + "\n" + yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def references_of(text: str) -> str | None:
+    """The reference store an exported config names, or None."""
+    return next((line.removeprefix(REFERENCES_LINE).strip() for line in text.splitlines()
+                 if line.startswith(REFERENCES_LINE)), None)
 
 
 def threads_of(text: str) -> int | None:

@@ -6,8 +6,9 @@
 The run gets what a sweep's trial gets: the config as params, per-epoch metrics (step = epoch), the
 unlearned model and generator weights, the MLflow PyTorch model, config.yaml and the metrics table,
 and the sha256 of the f_D and Retrain it used (tags mixsweep.reference.*).
-An exported config re-runs its trial exactly on CPU: same seed, same reference models (from the cache),
-same torch thread count (the file's `# mixsweep-threads:` line is the default of --threads).
+An exported config re-runs its trial exactly on CPU: same seed, same reference models,
+same torch thread count (the file's `# mixsweep-threads:` line is the default of --threads); its
+`# mixsweep-references:` line names the sweep's reference store, the default of --references.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from trainables.references import provenance_tags, trial_store
 
 from . import tracking
 from .errors import UsageError
-from .export import threads_of
+from .export import references_of, threads_of
 
 
 @dataclass
@@ -40,7 +41,7 @@ class TrainResult:
 def train(config_file: str | Path, *, tracking_uri: str | None = None, threads: int | None = None,
           cache_dir: str | None = None, references: str | None = None) -> TrainResult:
     """`references`: a shared reference store (a sweep's, to re-run its trial against the same models);
-    None = $MIXSWEEP_REFERENCES, else this machine's cache alone."""
+    None = $MIXSWEEP_REFERENCES, else the file's `# mixsweep-references:` line, else this machine's cache."""
     path = Path(config_file).expanduser()
     if not path.is_file():
         raise UsageError(f"{path}: no such file; pass a config YAML such as an exported best.yaml")
@@ -70,7 +71,7 @@ def train(config_file: str | Path, *, tracking_uri: str | None = None, threads: 
     status = "FAILED"
     try:
         prepared = prepare(cfg, device=device, cache_dir=cache_dir, store=trial_store(
-            cache_dir, references or os.environ.get("MIXSWEEP_REFERENCES") or None, cluster=False))
+            cache_dir, references or os.environ.get("MIXSWEEP_REFERENCES") or references_of(text), cluster=False))
         client.log_batch(run_id, tags=provenance_tags(prepared.references))
         loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original,
                           device=prepared.device)

@@ -111,6 +111,7 @@ def test_export_writes_a_best_config_that_train_reproduces_exactly(sweep, mlflow
     best = state.export_dir / "best.yaml"
     assert str(best) in printed and best.is_file()
     assert "# mixsweep-threads: 1" in best.read_text()
+    assert f"# mixsweep-references: {state.storage}/references" in best.read_text()
     exported = {a.path for a in client.list_artifacts(state.parent_run_id, "export")}
     assert {"export/best.yaml", "export/trials.parquet"} <= exported
 
