@@ -90,6 +90,17 @@ def test_only_the_given_indices_are_trained_on(tiny):
     assert (predictions == tiny.test_labels)[tiny.test_labels != 0].float().mean() >= 0.9
 
 
+def test_a_training_reference_prints_its_progress_on_stderr_only(tiny, monkeypatch, capsys):
+    monkeypatch.setattr(reference, "PROGRESS_EVERY_S", 0.0)   # a line at every batch instead of every 5 s
+    train_classifier(fresh_cnn(), tiny, torch.arange(64), tiny.train_labels, epochs=2, batch_size=16, lr=1e-3,
+                     weight_decay=0.0, augment=False, seed=0, device="cpu", label="f_D")
+    printed = capsys.readouterr()
+    lines = printed.err.splitlines()
+    assert printed.out == "" and len(lines) == 9
+    assert lines[0].startswith("f_D: epoch 1/2, batch 1/4, ") and lines[7].startswith("f_D: epoch 2/2, batch 4/4, ")
+    assert lines[8].startswith("f_D: trained, 2 epochs in ") and lines[8].endswith(" s on cpu")
+
+
 # ---- the cache ------------------------------------------------------------------------------------
 
 
