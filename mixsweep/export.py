@@ -14,6 +14,8 @@ Writes into <sweep>/export/ and logs the same files on the sweep's parent run (a
   KILLED, FAILED), tune_status, mlflow_run_id, duration_s, then every UnlearnConfig field (typed as in the
   config; lists as list<int64>), then the last reported metrics (REPORTED_METRICS; NaN where a metric was
   never reported, e.g. test_r on a data-level task).
+A sweep whose trials recorded different f_D or Retrain hashes (mixsweep/provenance.py) is refused:
+its trials were measured against different models and cannot be ranked together.
 """
 from __future__ import annotations
 
