@@ -1,0 +1,47 @@
+"""FT, fine-tuning: cross-entropy on D_r only; forgetting comes from catastrophic forgetting.
+
+Sources (BASELINES.md): DU lr 0.1, 5 epochs, cosine LR over the epochs (the default here); SU lr 0.01,
+10 epochs, no effective schedule (schedule = "constant").
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from .common import SGD_MOMENTUM, SGD_WEIGHT_DECAY, Method
+
+
+@dataclass
+class FTHyper:
+    epochs: int = 5                           # DU
+    batch_size: int = 256                     # DU / SU common setting
+    lr: float = 0.1                           # SGD, DU
+    momentum: float = SGD_MOMENTUM
+    weight_decay: float = SGD_WEIGHT_DECAY
+    schedule: str = "cosine"                  # [choice] "cosine" (DU) or "constant" (SU)
+
+
+class FT(Method):
+    name = "ft"
+    Hyper = FTHyper
+    reads_labels = ("retain",)
+    # Fashion-MNIST track (tests/mixunlearn/methods, 100 train images per class, cnn_small): see the
+    # measurement in test_behaviour.py.
+    cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 0.1}
+
+    def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
+        super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)
+        h = self.hyper
+        assert h.schedule in ("cosine", "constant"), f"ft schedule {h.schedule!r}: use cosine or constant"
+        self.model = self.trainable_copy(original)
+        self.optimizer = self.sgd(self.model.parameters(), lr=h.lr, momentum=h.momentum,
+                                  weight_decay=h.weight_decay)
+
+    def run_epoch(self) -> None:
+        h = self.hyper
+        if h.schedule == "cosine":   # per epoch, as CosineAnnealingLR(T_max = epochs) stepped each epoch
+            self.set_lr(self.optimizer, 0.5 * h.lr * (1 + math.cos(math.pi * self.epoch / h.epochs)))
+        for idx in self.batches(self.retain_idx, h.batch_size):
+            self.step(self.optimizer, F.cross_entropy(self.logits(self.model, idx), self.labels[idx]))

@@ -1,0 +1,39 @@
+"""GA, gradient ascent (NegGrad): maximise the cross-entropy on D_f only, i.e. minimise -CE(f(x_f), y_f).
+
+Sources (BASELINES.md): lr 0.01, 10 epochs (DU and SU). It diverges easily: a NaN or Inf epoch loss
+raises common.Diverged naming the epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from .common import SGD_MOMENTUM, SGD_WEIGHT_DECAY, Method
+
+
+@dataclass
+class GAHyper:
+    epochs: int = 10                          # DU, SU
+    batch_size: int = 256
+    lr: float = 0.01                          # SGD, DU, SU
+    momentum: float = SGD_MOMENTUM
+    weight_decay: float = SGD_WEIGHT_DECAY
+
+
+class GA(Method):
+    name = "ga"
+    Hyper = GAHyper
+    reads_labels = ("forget",)
+    cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 3e-4}
+
+    def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
+        super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)
+        h = self.hyper
+        self.model = self.trainable_copy(original)
+        self.optimizer = self.sgd(self.model.parameters(), lr=h.lr, momentum=h.momentum,
+                                  weight_decay=h.weight_decay)
+
+    def run_epoch(self) -> None:
+        for idx in self.batches(self.forget_idx, self.hyper.batch_size):
+            self.step(self.optimizer, -F.cross_entropy(self.logits(self.model, idx), self.labels[idx]))

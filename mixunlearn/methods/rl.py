@@ -1,0 +1,54 @@
+"""RL, random labels: cross-entropy on D_f with random labels, together with D_r with its labels.
+
+[choice] mixing (BASELINES.md):
+- "sequential" (SU on CIFAR-10, default): each epoch one pass over D_f with fresh uniform random labels,
+  then one pass over D_r;
+- "concat" (DU): one shuffled concatenation of D_f and D_r, with a fresh random label per D_f draw.
+The random labels are uniform over all classes (as SU draws them) and come from the run's Generator.
+Sources: SU lr 0.013, 10 epochs. Labels of D_f are never read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .common import SGD_MOMENTUM, SGD_WEIGHT_DECAY, Method
+
+
+@dataclass
+class RLHyper:
+    epochs: int = 10                          # SU
+    batch_size: int = 256
+    lr: float = 0.013                         # SGD, SU's CIFAR-10 command
+    momentum: float = SGD_MOMENTUM
+    weight_decay: float = SGD_WEIGHT_DECAY
+    mixing: str = "sequential"                # [choice] "sequential" (SU) or "concat" (DU)
+
+
+class RL(Method):
+    name = "rl"
+    Hyper = RLHyper
+    reads_labels = ("retain",)
+    cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 0.013}
+
+    def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
+        super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)
+        h = self.hyper
+        assert h.mixing in ("sequential", "concat"), f"{self.name} mixing {h.mixing!r}: use sequential or concat"
+        self.model = self.trainable_copy(original)
+        self.optimizer = self.sgd(self.model.parameters(), lr=h.lr, momentum=h.momentum,
+                                  weight_decay=h.weight_decay)
+
+    def run_epoch(self) -> None:
+        h = self.hyper
+        targets = self.labels.clone()
+        random = self.rng.integers(0, self.num_classes, size=len(self.forget_idx))
+        targets[self.forget_idx] = torch.as_tensor(random, device=self.device)
+        if h.mixing == "sequential":
+            order = self.batches(self.forget_idx, h.batch_size) + self.batches(self.retain_idx, h.batch_size)
+        else:
+            order = self.batches(torch.cat([self.forget_idx, self.retain_idx]), h.batch_size)
+        for idx in order:
+            self.step(self.optimizer, F.cross_entropy(self.logits(self.model, idx), targets[idx]))
