@@ -78,6 +78,8 @@ class Method:
         self.rng = np.random.Generator(np.random.PCG64(cfg.seed))
         self.epochs = self.hyper.epochs
         self.epoch = 0
+        self.steps = 0            # optimiser steps taken (benchmarks report steps/s)
+        self.images = 0           # images forwarded with gradients, i.e. trained on (benchmarks report images/s)
         self.seconds = 0.0        # wall time spent unlearning (evaluation excluded)
         self.last_loss = math.nan
         self._losses: list[torch.Tensor] = []
@@ -111,7 +113,8 @@ class Method:
 
     def state_dict(self) -> dict:
         """Everything a resume needs; only tensors and plain types, so torch.load(weights_only=True) reads it."""
-        state = {"epoch": self.epoch, "seconds": self.seconds, "rng": self.rng.bit_generator.state}
+        state = {"epoch": self.epoch, "steps": self.steps, "seconds": self.seconds,
+                 "rng": self.rng.bit_generator.state}
         for name in self.checkpointed:
             value = getattr(self, name)
             if isinstance(value, torch.Generator):
@@ -125,7 +128,7 @@ class Method:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.seconds = int(state["epoch"]), float(state["seconds"])
+        self.epoch, self.steps, self.seconds = int(state["epoch"]), int(state["steps"]), float(state["seconds"])
         self.rng.bit_generator.state = state["rng"]
         for name in self.checkpointed:
             value = getattr(self, name)
@@ -145,6 +148,8 @@ class Method:
         return net.requires_grad_(True)
 
     def inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            self.images += len(idx)
         return self.data.normalize(self.data.train_images[idx]).contiguous(memory_format=self.memory_format)
 
     def logits(self, net: nn.Module, idx: torch.Tensor) -> torch.Tensor:
@@ -183,6 +188,7 @@ class Method:
         self.before_step()
         optimizer.step()
         self.after_step()
+        self.steps += 1
         self._losses.append(loss.detach())
 
     def before_step(self) -> None:

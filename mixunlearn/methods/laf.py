@@ -135,13 +135,14 @@ class LAF(Method):
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-            vae.eval().requires_grad_(False)
         self.vaes_trained = True
 
     # ---- one epoch -------------------------------------------------------------------------------
     def run_epoch(self) -> None:
         if not self.vaes_trained:
             self.train_vaes()
+        for vae in (self.s_vae, self.u_vae):   # fixed from here on (also after a resume)
+            vae.eval().requires_grad_(False)
         h = self.hyper
         forget = self.batches(self.forget_idx, h.batch_size)
         retain = self.batches(self.retain_idx, h.batch_size)
@@ -181,5 +182,6 @@ class LAFR(LAF):
             self.model.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_head.step()
+            self.steps += 1
             self._losses.append(loss.detach())
         self.model.train()

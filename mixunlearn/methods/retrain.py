@@ -60,6 +60,7 @@ class Retrain(Method):
         order = self.retain_idx[torch.randperm(len(self.retain_idx), generator=self.shuffle).to(self.device)]
         for batch in order.split(h.batch_size):
             images = self.data.train_images[batch]
+            self.images += len(batch)
             if h.augment:
                 images = augment_images(images, self.augmentation)
             x = self.data.normalize(images).contiguous(memory_format=self.memory_format)
