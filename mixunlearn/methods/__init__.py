@@ -1,8 +1,17 @@
 """The unlearning methods, one file each, all following common.Method's epoch contract.
 
-    from mixunlearn.methods import METHODS
-    loop = METHODS[name](cfg, data, split, original=refs.original, device=device)   # hyper: its defaults
-    loop.Hyper, loop.hyper, loop.reads_labels, loop.epochs, loop.train_epoch(), loop.model
+    from mixunlearn.methods import METHODS, Diverged
+    cls = METHODS[name]                                   # e.g. "ga"; cls.Hyper is its typed hyperparameters
+    hyper = cls.default_hyper(cfg)                        # the source's values; cnn_small: the measured ones
+    loop = cls(cfg, data, split, original=refs.original, device=device, hyper=hyper)
+    while loop.epoch < loop.epochs:                       # epochs: hyper.epochs (LAF+R: + head_epochs)
+        seconds = loop.train_epoch()                      # raises Diverged(method, epoch, loss) on NaN / Inf
+        torch.save(loop.state_dict(), path)               # loop.load_state_dict(torch.load(path, weights_only=True))
+    evaluate(loop.model, ...)                             # same class as f_D; loop.seconds: unlearning wall time
+
+cls.reads_labels says which labels a method reads ("retain", "forget"); with `targets: agnostic` every
+one of them is f_D's arg-max instead (common.Method.visible_labels). From cfg a method reads only seed,
+targets, task (semi_base), model, eval_batch_size, and Retrain the ref_* recipe.
 
 Nothing outside this package branches on a method's name: a caller looks the class up here.
 """
