@@ -35,7 +35,7 @@ class CFk(Method):
     name = "cf_k"
     Hyper = CFkHyper
     reads_labels = ("retain",)
-    cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 0.05, "k": 2}
+    cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 0.02, "k": 2}
     reinitialise = False
 
     def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
@@ -76,4 +76,4 @@ class CFk(Method):
 class EUk(CFk):
     name = "eu_k"
     reinitialise = True
-    cnn_defaults = {"epochs": 10, "batch_size": 64, "lr": 0.05}
+    cnn_defaults = {"epochs": 10, "batch_size": 64, "lr": 0.03}

@@ -27,9 +27,7 @@ class FT(Method):
     name = "ft"
     Hyper = FTHyper
     reads_labels = ("retain",)
-    # Fashion-MNIST track (tests/mixunlearn/methods, 100 train images per class, cnn_small): see the
-    # measurement in test_behaviour.py.
-    cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 0.1}
+    cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 0.05}
 
     def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
         super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)

@@ -27,7 +27,7 @@ class NegGradPlus(Method):
     name = "neggrad_plus"
     Hyper = NegGradPlusHyper
     reads_labels = ("retain", "forget")
-    cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 1e-3}
+    cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 5e-4}
 
     def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
         super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)

@@ -43,7 +43,7 @@ class SCRUB(Method):
     name = "scrub"
     Hyper = SCRUBHyper
     reads_labels = ("retain",)
-    cnn_defaults = {"lr": 0.015}
+    cnn_defaults = {"lr": 0.01}
     checkpointed = ("model", "optimizer", "max_steps")
 
     def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:

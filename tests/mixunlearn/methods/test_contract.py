@@ -1,8 +1,8 @@
 """Every method, through the one contract: it forgets, it resumes exactly, an agnostic run reads no label.
 
-One straight run per method with its default (Fashion-MNIST track) hyperparameters serves all three
-checks: its states after epoch 1 and after epoch k are kept, so the resume and the label checks cost
-a few epochs more, not a run more.
+One straight run per method with its default (Fashion-MNIST track) hyperparameters, label-aware as in
+the sources, serves the first two checks and the aware half of the third: its states after epoch k and
+after the last-but-one epoch are kept, so those checks cost a few epochs more, not a run more.
 """
 from __future__ import annotations
 
@@ -14,28 +14,31 @@ from method_helpers import REAL, build, saved
 
 from mixunlearn.methods import METHODS
 
+AWARE = REAL.replace(targets="aware")
 
-# Margins, in percentage points, from the measurements below (f_D: Train_f 89.0, Test_r 80.9; Retrain:
-# Train_f 0.0, Test_r 80.7), 2-core Intel Xeon VM at load average 12-34 (wall s are inflated by it),
-# torch 2.14.1, CPU float32, 1 thread, seed 0:
-#   method              Train_f  Test_r   epochs  wall s
-#   retrain                0.0    80.7      8      1.9
-#   ft                    43.0    76.4      5      1.0
-#   ga                     0.0    82.7      5      0.1
-#   neggrad_plus           0.0    82.4      5      1.8
-#   rl                    11.0    80.4      5      2.2
-#   salun                  2.0    80.4      5      2.5
-#   l1_sparse             60.0    78.0      5      1.1
-#   cf_k                   2.0    79.8      5      1.1
-#   eu_k                  50.0    76.4     10      1.5
-#   scrub                  0.0    78.0      5      4.8
-#   bad_teacher           46.0    81.1      5      1.8
-#   boundary_shrink        0.0    78.4      5      0.3
-#   boundary_expanding     0.0    78.2      5      0.1
-#   laf                    3.0    82.2     20      9.7
-#   laf_r                  9.0    79.6     22     12.1
-# The weakest forgetting is l1_sparse's (29 points); the largest Test_r loss is ft's and eu_k's (4.5).
-TRAIN_F_DROP = 20.0   # Train_f falls at least this far below f_D's
+# Margins, in percentage points, from these measurements (f_D: Train_f 89.0, Test_r 80.9; Retrain:
+# Train_f 0.0, Test_r 80.7), targets aware, CPU float32, 1 thread, torch 2.14.1, on a 2-core Intel Xeon
+# VM shared with other jobs (load average 12-34), 1 run each; Train_f / Test_r for seeds 0 (tested), 1, 2:
+#   method              seed 0        seed 1        seed 2       epochs
+#   retrain              0 / 80.7     (the reference recipe)        8
+#   ft                   0 / 86.2      0 / 83.1      0 / 83.6       5
+#   ga                   0 / 81.3      0 / 81.1      0 / 81.6       5
+#   neggrad_plus         0 / 81.3      0 / 81.6      0 / 80.7       5
+#   rl                   0 / 81.3      0 / 74.7      0 / 79.1       5
+#   salun                0 / 82.0      0 / 75.6      0 / 78.7       5
+#   l1_sparse            0 / 76.0      0 / 84.0      0 / 80.9       5
+#   cf_k                 0 / 82.0      0 / 82.2      0 / 78.0       5
+#   eu_k                 0 / 81.1      0 / 82.9      0 / 78.9      10
+#   scrub                0 / 81.6      0 / 83.6      0 / 76.9       5
+#   bad_teacher         46 / 81.1     44 / 81.8     45 / 81.1       5
+#   boundary_shrink      0 / 76.2      0 / 76.2      0 / 76.2       5
+#   boundary_expanding   0 / 78.2      0 / 79.1      0 / 78.7       5
+#   laf                  3 / 82.2      2 / 80.9      4 / 81.3      20
+#   laf_r                0 / 82.7      0 / 81.1      0 / 82.0      22
+# Bad Teacher forgets least (43 points); the largest Test_r loss is l1_sparse's at seed 0 (4.9 points).
+# Label-agnostic, the methods that learn D_r's labels (ft, cf_k, eu_k, scrub, l1_sparse) forget far less
+# here: f_D's arg-max calls some retained images class 0 (its Train_r is 84%), and they learn it back.
+TRAIN_F_DROP = 30.0   # Train_f falls at least this far below f_D's
 TEST_R_LOSS = 8.0     # Test_r stays within this of f_D's
 
 NAMES = sorted(METHODS)
@@ -52,7 +55,7 @@ def straight(real):
 
     def get(name: str) -> Straight:
         if name not in runs:
-            loop = build(real, METHODS[name])
+            loop = build(real, METHODS[name], AWARE)
             k = max(1, loop.epochs // 2)
             states = {}
             while loop.epoch < loop.epochs:
@@ -77,7 +80,7 @@ def test_default_run_forgets_the_class_and_keeps_the_rest(real, straight, name):
 @pytest.mark.parametrize("name", NAMES)
 def test_resume_from_epoch_k_replays_the_uninterrupted_run(real, straight, name):
     run = straight(name)
-    resumed = build(real, METHODS[name])
+    resumed = build(real, METHODS[name], AWARE)
     resumed.load_state_dict(run.states[run.k])
     assert resumed.epoch == run.k
     while resumed.epoch < resumed.epochs:
@@ -96,20 +99,22 @@ def test_agnostic_run_reads_no_label(real, straight, name):
     generator = torch.Generator().manual_seed(1)
     labels = real.split.train_labels
     permuted = dataclasses.replace(real.split, train_labels=labels[torch.randperm(len(labels), generator=generator)])
-    run = straight(name)
 
-    agnostic = build(real, METHODS[name], split=permuted)
-    agnostic.train_epoch()
-    for key, value in agnostic.model.state_dict().items():
-        assert torch.equal(value, run.states[1]["model"][key]), (name, key)
+    plain, shuffled = build(real, METHODS[name]), build(real, METHODS[name], split=permuted)
+    plain.train_epoch()
+    shuffled.train_epoch()
+    reference = plain.model.state_dict()
+    for key, value in shuffled.model.state_dict().items():
+        assert torch.equal(value, reference[key]), (name, key)
 
     if METHODS[name].reads_labels:
-        aware = build(real, METHODS[name], REAL.replace(targets="aware"), split=permuted)
+        run = straight(name)
+        aware = build(real, METHODS[name], AWARE, split=permuted)
         aware.load_state_dict(run.states[run.loop.epochs - 1])
         aware.train_epoch()
         final = run.loop.model.state_dict()
         assert any(not torch.equal(v, final[k]) for k, v in aware.model.state_dict().items()), \
-            f"{name} says it reads labels, but an aware run on permuted labels matches the agnostic one"
+            f"{name} says it reads labels, but an aware run on permuted labels matches the true-label one"
 
 
 def test_retrain_row_is_the_cached_reference_bit_for_bit(real, straight):
