@@ -20,6 +20,7 @@ its trials were measured against different models and cannot be ranked together.
 from __future__ import annotations
 
 import math
+import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from . import provenance, state as sweep_state
 from .errors import UsageError
 
 REPORTED_METRICS = (*COLUMNS, "epoch", "epoch_seconds", "unlearn_seconds", "gpu_seconds")
+PROGRESS_EVERY_S = 5.0   # a line of progress while reading many trials' runs (one MLflow query each)
 LEADING_COLUMNS = ("trial_id", "status", "tune_status", "mlflow_run_id", "duration_s")
 THREADS_LINE = "# mixsweep-threads: "
 REFERENCES_LINE = "# mixsweep-references: "   # the sweep's reference store: a re-run uses the trial's f_D and Retrain
@@ -83,7 +85,11 @@ def trial_rows(trials: list, state: sweep_state.SweepState) -> list[dict[str, An
     client = records.client(state.tracking_uri)
     fields = UnlearnConfig.field_names()
     rows = []
-    for trial in trials:
+    shown = time.monotonic()
+    for done, trial in enumerate(trials):
+        if time.monotonic() - shown >= PROGRESS_EVERY_S:
+            print(f"export {state.name}: {done}/{len(trials)} trials read from MLflow", flush=True)
+            shown = time.monotonic()
         run = records.find_child_run(client, experiment_id=state.experiment_id,
                                      parent_run_id=state.parent_run_id, trial_id=trial.trial_id)
         result = trial.last_result or {}

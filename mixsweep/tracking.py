@@ -18,6 +18,8 @@ from mlflow.tracking import MlflowClient
 from .errors import UsageError
 
 EXPERIMENT = "mixsweep"   # one experiment: sweeps (parent + children) and `mixsweep train` runs side by side
+# MLflow 3 sorts experiments into GenAI and model-training ones; ours train models (ui.py: the UI's mode).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 SCHEMES = ("sqlite:///", "http://", "https://")
 
 
@@ -53,11 +55,14 @@ def ready_experiment(uri: str, name: str = EXPERIMENT) -> str:
                          "URI") from None
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        for key, value in EXPERIMENT_KIND.items():   # a store made before the tag existed gets it now
+            if experiment.tags.get(key) != value:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     # A local store keeps artifacts in an absolute folder beside the database: trials run in Tune's trial
     # directories, where MLflow's default ./mlruns would scatter them.
     location = (sqlite_path(uri).parent / "mlartifacts").as_uri() if uri.startswith("sqlite:///") else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
 def git_commit() -> dict[str, str]:
