@@ -76,6 +76,9 @@ def export_sweep(sweep: str, *, storage: str | None = None) -> Export:
         configs = [write_config(row, folder / "pareto" / f"{row['trial_id']}.yaml", state, title="Pareto trial")
                    for row in winners]
     records.client(state.tracking_uri).log_artifacts(state.parent_run_id, str(folder), artifact_path="export")
+    if state.objectives:   # a sweep's (an ablation has no single winner)
+        from .registry import record_best_on_parent
+        record_best_on_parent(state, winners[0])
     return Export(folder=folder, parquet=parquet, configs=configs, best=winners)
 
 

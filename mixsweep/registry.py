@@ -22,10 +22,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from mlflow.entities import LoggedModelOutput, Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -71,14 +73,10 @@ def register_run(client: MlflowClient, name: str, *, run_id: str, alias: str, co
                  metrics: dict[str, float], sweep: str, description_head: str = "") -> Registered:
     """Register the logged model of `run_id` as a new version of `name` and point `alias` at it."""
     run = client.get_run(run_id)
-    models = client.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'",
-        order_by=[{"field_name": "creation_timestamp", "ascending": False}], max_results=1)
-    if not models:
+    model = logged_model(client, run)
+    if model is None:
         raise UsageError(f"--register {name}: run {run_id} has no logged model (its trial ended before its first "
                          "checkpoint?); resume the sweep or register another run")
-    model = models[0]
     tags = {
         "mixsweep.sweep": sweep, "mixsweep.trial_id": run.data.tags.get(records.TRIAL_TAG, ""),
         "mixsweep.model_epoch": run.data.tags.get(records.MODEL_EPOCH_TAG, ""),
@@ -100,6 +98,35 @@ def register_run(client: MlflowClient, name: str, *, run_id: str, alias: str, co
         raise UsageError(f"--register {name}: the registry refused it ({error.message.splitlines()[0]}); "
                          "pick another name") from None
     return Registered(name=name, version=str(version.version), alias=alias, run_id=run_id)
+
+
+def logged_model(client: MlflowClient, run: Any):
+    """The run's MLflow PyTorch model (the latest, if a resumed trial logged it twice), or None."""
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}' AND name = '{MODEL_NAME}'",
+        order_by=[{"field_name": "creation_timestamp", "ascending": False}], max_results=1)
+    return models[0] if models else None
+
+
+def record_best_on_parent(state: sweep_state.SweepState, best: dict[str, Any]) -> None:
+    """The export's winner on the sweep's parent run: its last metrics (step = its epoch) and its model
+    as the parent's output, so the sweep's collapsed row in the UI shows its result and its model."""
+    from .export import REPORTED_METRICS
+
+    if not best.get("mlflow_run_id"):
+        return
+    client = records.client(state.tracking_uri)
+    epoch = int(best["epoch"]) if math.isfinite(best.get("epoch", math.nan)) else 0
+    client.log_batch(state.parent_run_id, metrics=[
+        Metric(m, float(best[m]), int(time.time() * 1000), epoch) for m in REPORTED_METRICS
+        if isinstance(best.get(m), float) and math.isfinite(best[m])])
+    client.set_tag(state.parent_run_id, "mixsweep.best_run_id", best["mlflow_run_id"])
+    model = logged_model(client, client.get_run(best["mlflow_run_id"]))
+    outputs = client.get_run(state.parent_run_id).outputs
+    linked = {m.model_id for m in outputs.model_outputs} if outputs else set()
+    if model is not None and model.model_id not in linked:   # MLflow refuses the same output twice
+        client.log_outputs(state.parent_run_id, [LoggedModelOutput(model.model_id, epoch)])
 
 
 def register_best(state: sweep_state.SweepState, best: dict[str, Any], *, name: str, alias: str,

@@ -10,7 +10,9 @@ folder beside the database) before the first trial starts. With an http:// URI t
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -66,8 +68,13 @@ def ready_experiment(uri: str, name: str = EXPERIMENT) -> str:
 
 
 def git_commit() -> dict[str, str]:
-    """Tags naming the code that ran: the commit, and whether the working tree had changes."""
+    """Tags naming the code that ran: the command (MLflow's Source column), the commit, and whether the
+    working tree had changes."""
     here = Path(__file__).resolve().parent
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    command = shlex.join(["mixsweep", *sys.argv[1:]]) if program in ("mixsweep", "__main__.py") else \
+        shlex.join(sys.argv or ["python"])
+    source = {"mlflow.source.name": command[:500], "mlflow.source.type": "LOCAL"}
 
     def git(*args: str) -> str | None:
         try:
@@ -78,6 +85,6 @@ def git_commit() -> dict[str, str]:
 
     commit = git("rev-parse", "HEAD")
     if commit is None:
-        return {}
+        return source
     dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {"mlflow.source.git.commit": commit, "mixsweep.git_dirty": str(bool(dirty)).lower()}
+    return {**source, "mlflow.source.git.commit": commit, "mixsweep.git_dirty": str(bool(dirty)).lower()}

@@ -33,9 +33,11 @@ TRAINING, FORGET = "training", "forget"
 SPLIT_FOLDER = "forget_split"     # run artifact folder of the D_f Parquet
 
 
-def log_dataset_inputs(client: MlflowClient, run_id: str, prepared: Prepared) -> None:
-    """Log D and D_f of `prepared` as the run's dataset inputs (MLflow ignores an input logged twice,
-    so a resumed trial may call this again)."""
+def log_dataset_inputs(client: MlflowClient, run_id: str, prepared: Prepared, *,
+                       parent_run_id: str | None = None) -> None:
+    """Log D and D_f of `prepared` as the run's dataset inputs, and as its sweep's (`parent_run_id`), so
+    that the sweep's collapsed row names its data too. MLflow ignores an input logged twice on a run:
+    a resumed trial, and every trial of a sweep on the same data, may call this again."""
     data, split, cfg = prepared.data, prepared.split, prepared.cfg
     client.log_artifact(run_id, str(prepared.split_path), artifact_path=SPLIT_FOLDER)
     split_uri = f"runs:/{run_id}/{SPLIT_FOLDER}/{prepared.split_path.name}"
@@ -54,13 +56,15 @@ def log_dataset_inputs(client: MlflowClient, run_id: str, prepared: Prepared) ->
                                               for n in ("forget_idx", "original_label", "train_label")]}),
         profile=json.dumps({"spec": split.spec, "forget_samples": len(split.forget_idx),
                             "retain_samples": len(split.retain_idx), "data_fingerprint": data.fingerprint}))
-    client.log_inputs(run_id, datasets=[
+    inputs = [
         DatasetInput(whole, tags=[InputTag(CONTEXT_TAG, TRAINING),
                                   *tags({"mixsweep.train_subset": cfg.train_subset,
                                          "mixsweep.test_subset": cfg.test_subset})]),
         DatasetInput(forget, tags=[InputTag(CONTEXT_TAG, FORGET),
                                    *tags({"mixsweep.task_spec": spec, "mixsweep.forget_split": split_uri})]),
-    ])
+    ]
+    for run in (run_id, parent_run_id) if parent_run_id else (run_id,):
+        client.log_inputs(run, datasets=inputs)
 
 
 def image_schema(channels: int, size: int) -> str:
