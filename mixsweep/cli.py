@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per run; fractions share a GPU")
     ablate.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     ablate.add_argument("--name", help="ablation name (default: the plan file's stem)")
+    ablate.add_argument("--register", metavar="NAME", help="register each variant's best seed (lowest avg_gap) "
+                                                           "as a version of NAME, aliased by the variant")
     _common(ablate, address=True, storage=True, tracking=True, references=True)
 
     report = commands.add_parser("report", help="a Markdown + PNG report folder of a sweep or an ablation")
@@ -171,10 +173,14 @@ def dispatch(args: argparse.Namespace) -> int:
                     tracking_uri=args.tracking_uri)
     if args.command == "ablate":
         from .ablate import run_ablation
-        run_ablation(args.plan, concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
-                     gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,
-                     tracking_uri=args.tracking_uri, name=args.name, checkpoint_every=args.checkpoint_every,
-                     references=args.references)
+        result = run_ablation(args.plan, concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
+                              gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,
+                              tracking_uri=args.tracking_uri, name=args.name, checkpoint_every=args.checkpoint_every,
+                              references=args.references)
+        if args.register and result is not None:
+            from .registry import register_ablation
+            for registered in register_ablation(result.state, name=args.register):
+                print(f"registered: {registered.uri}  (version {registered.version}, run {registered.run_id})")
         return 0
     if args.command == "report":
         from .report import write_report

@@ -27,6 +27,7 @@ MAX_COLUMNS = 8
 FIXED = ("trial", "status", "epoch")
 WATCHED = ("train_f", "ta")       # forgetting (Acc on D_f) and utility (Acc on the test set), always shown
 MAX_ROWS = 20                     # while running: the running trials first; all of them at the end
+UNCHANGED_EVERY_S = 60.0          # an unchanged table is printed again this often (a sign of life), not every 15 s
 STATUS_ORDER = {Trial.RUNNING: 0, Trial.PENDING: 1, Trial.PAUSED: 2, Trial.TERMINATED: 3, Trial.ERROR: 4}
 
 
@@ -55,11 +56,20 @@ class ProgressTable(tune.CLIReporter):
         self.table_params = list(params)[:max(0, room)]
         super().__init__(metric_columns=self.table_metrics, parameter_columns=[f for _, f in self.table_params],
                          max_report_frequency=max_report_frequency)
+        self.last_body = ""
+        self.last_printed = float("-inf")
+
+    def report(self, trials: list[Trial], done: bool, *sys_info: str) -> None:
+        text = self._progress_str(trials, done, *sys_info)
+        body = text.split("\n", 1)[1]   # all but the clock
+        if done or body != self.last_body or time.monotonic() - self.last_printed >= UNCHANGED_EVERY_S:
+            self._print(text)
+            self.last_body, self.last_printed = body, time.monotonic()
 
     def _progress_str(self, trials: list[Trial], done: bool, *sys_info: str, fmt: str = "psql",
                       delim: str = "\n") -> str:
         running_for = time.time() - self._start_time
-        lines = [f"== Status == {len(trials)} trials, running for {running_for:.0f} s", *sys_info]
+        lines = [f"== Status == {len(trials)} trials, running for {running_for:.0f} s", *status_lines(sys_info)]
         best = self.best_line(trials)
         if best:
             lines.append(best)
@@ -103,6 +113,19 @@ class ProgressTable(tune.CLIReporter):
         best = pick(scored, key=lambda t: t.last_result[self.objective])
         return (f"best so far: trial {best.trial_id}, {self.objective} {cell(best.last_result[self.objective])} "
                 f"at epoch {cell(best.last_result.get('epoch'))}")
+
+
+def status_lines(sys_info: tuple[str, ...]) -> list[str]:
+    """Tune's status lines, less ASHA's rung cut-offs ("Bracket: Iter 4.000: -11.4 | ..."): the number of
+    trials it stopped is what a user can read."""
+    lines = []
+    for line in (part for info in sys_info for part in info.splitlines()):
+        if line.startswith("Bracket:"):
+            continue
+        if line.startswith("Using AsyncHyperBand: num_stopped="):
+            line = f"early stopping (ASHA): {line.rsplit('=', 1)[1]} trials stopped"
+        lines.append(line)
+    return lines
 
 
 def cell(value: Any) -> str:

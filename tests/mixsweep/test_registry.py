@@ -13,7 +13,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mixsweep.cli import main
-from mixsweep.registry import REFERENCE_PREFIX, alias_of, logged_model
+from mixsweep.registry import REFERENCE_PREFIX, alias_of, logged_model, register_rows
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.data import load_data
 from mixunlearn.tasks import make_split
@@ -108,3 +108,21 @@ def test_an_ablation_row_becomes_a_valid_alias():
     assert alias_of("alpha_0.1") == "alpha_0_1"
     assert alias_of("full") == "full"
     assert alias_of("v2") == "row_v2"
+
+
+def test_rows_register_their_best_run_under_the_rows_names(recorded_sweep, mlflow_server):
+    """What `--register` does for an ablation's variants (or a benchmark's rows): each row's run with the
+    lowest avg_gap, aliased by the row; here the recorded sweep's trials stand in for two rows."""
+    state, _ = recorded_sweep
+    client = MlflowClient(mlflow_server)
+    children = sorted(client.search_runs([state.experiment_id], f"tags.`mlflow.parentRunId` = '{state.parent_run_id}'"),
+                      key=lambda r: r.info.run_id)
+    rows = {"alpha_0.5": children[:1], "full": children[1:]}
+    registered = register_rows(state, rows, name="recorded-rows")
+    assert [(r.alias, r.run_id) for r in registered] == [
+        ("alpha_0_5", children[0].info.run_id),
+        ("full", min(children[1:], key=lambda r: r.data.metrics["avg_gap"]).info.run_id)]
+    for item in registered:
+        version = client.get_model_version_by_alias("recorded-rows", item.alias)
+        assert version.run_id == item.run_id
+        assert float(version.tags["metric.avg_gap"]) == client.get_run(item.run_id).data.metrics["avg_gap"]
