@@ -10,9 +10,10 @@ the images themselves):
   folder it was read from, the image/label schema, and the subset sizes and image counts as profile.
 - D_f, context "forget": named `<data>/<task>` (`fashion_mnist/class`), the split key (sha256 of the
   fingerprint and the task spec, mixunlearn/tasks.py) as digest, the task spec in profile and input
-  tags, and as source the Parquet of D_f indices (ForgetSplit.save_parquet), logged on the run under
-  forget_split/ so the exact indices travel with the record.
-MLflow stores a dataset once per experiment by (name, digest): runs of the same split share it.
+  tags, and the Parquet of D_f indices (ForgetSplit.save_parquet), logged on the run under
+  forget_split/ so the exact indices travel with the record (the input tag `mixsweep.forget_split`).
+MLflow stores a dataset once per experiment by (name, digest): runs of the same split share it, and its
+source is the Parquet of the first run that logged it (the same indices: the digest is their key).
 """
 from __future__ import annotations
 

@@ -37,13 +37,16 @@ def test_each_trial_logs_its_data_and_its_forget_split(recorded_sweep, mlflow_se
         assert (forget.name, forget.digest) == ("tiny/class", split.key()[:DIGEST_CHARS])
         tags = {t.key: t.value for t in inputs["forget"].tags}
         assert json.loads(tags["mixsweep.task_spec"]) == split.spec
-        # The exact D_f indices travel with the run: the Parquet its source names.
-        uri = json.loads(forget.source)["uri"]
-        assert uri == tags["mixsweep.forget_split"] and uri.startswith(f"runs:/{child.info.run_id}/")
-        folder = tmp_path / child.info.run_id
-        folder.mkdir()
-        path = client.download_artifacts(child.info.run_id, uri.split("/", 3)[3], str(folder))
-        assert pq.read_table(path).column("forget_idx").to_pylist() == split.forget_idx.tolist()
+        # The exact D_f indices travel with the run (its input tag names its own copy of the Parquet), and
+        # with the dataset (MLflow keeps one per experiment: its source is the first run's copy).
+        own = tags["mixsweep.forget_split"]
+        assert own.startswith(f"runs:/{child.info.run_id}/forget_split/")
+        for n, uri in enumerate((own, json.loads(forget.source)["uri"])):
+            _, run_id, artifact = uri.split("/", 2)   # runs:/<run id>/<artifact path>
+            folder = tmp_path / f"{child.info.run_id}-{n}"
+            folder.mkdir()
+            path = client.download_artifacts(run_id, artifact, str(folder))
+            assert pq.read_table(path).column("forget_idx").to_pylist() == split.forget_idx.tolist()
 
 
 def test_runs_of_the_same_split_are_found_by_its_digest(recorded_sweep, mlflow_server):
