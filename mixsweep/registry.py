@@ -129,14 +129,14 @@ def record_best_on_parent(state: sweep_state.SweepState, best: dict[str, Any]) -
         client.log_outputs(state.parent_run_id, [LoggedModelOutput(model.model_id, epoch)])
 
 
-def register_best(state: sweep_state.SweepState, best: dict[str, Any], *, name: str, alias: str,
-                  header: str = "") -> Registered:
-    """The sweep's best trial (an export row: its config fields and last reported metrics)."""
+def register_best(state: sweep_state.SweepState, best: dict[str, Any], config: dict[str, Any], *, name: str,
+                  alias: str, header: str = "") -> Registered:
+    """The sweep's best trial: its export row (last reported metrics) and its exported config (whose
+    epochs are those of its model when ASHA stopped it early)."""
     from .export import REPORTED_METRICS
 
     if not best.get("mlflow_run_id"):
         raise UsageError(f"--register {name}: trial {best['trial_id']} has no MLflow run; nothing to register")
-    config = {k: best[k] for k in UnlearnConfig.field_names()}
     metrics = {m: best[m] for m in REPORTED_METRICS if isinstance(best.get(m), float)}
     return register_run(records.client(state.tracking_uri), name, run_id=best["mlflow_run_id"],
                         alias=check_alias(alias), config=config, metrics=metrics, sweep=state.name,
@@ -194,5 +194,6 @@ def register_export(sweep: str, exported: Any, *, storage: str | None, name: str
     state = sweep_state.load(sweep, storage)
     if is_ablation(state):
         return register_ablation(state, name=name)
-    header = next((line for line in exported.configs[0].read_text().splitlines() if line.startswith("# ")), "")
-    return [register_best(state, exported.best[0], name=name, alias=alias, header=header)]
+    text = exported.configs[0].read_text()
+    header = next((line for line in text.splitlines() if line.startswith("# ")), "")
+    return [register_best(state, exported.best[0], yaml.safe_load(text), name=name, alias=alias, header=header)]

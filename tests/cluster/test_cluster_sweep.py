@@ -11,7 +11,6 @@ The cluster is conftest.py's `three_node_cluster`, its nodes sharing one cache f
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
