@@ -116,11 +116,11 @@ class ProgressTable(tune.CLIReporter):
 
 
 def status_lines(sys_info: tuple[str, ...]) -> list[str]:
-    """Tune's status lines, less ASHA's rung cut-offs ("Bracket: Iter 4.000: -11.4 | ..."): the number of
-    trials it stopped is what a user can read."""
+    """Tune's status lines, less ASHA's rung cut-offs ("Bracket: Iter 4.000: -11.4 | ...": the number of
+    trials it stopped is what a user can read) and the FIFO scheduler's name (an ablation stops none)."""
     lines = []
     for line in (part for info in sys_info for part in info.splitlines()):
-        if line.startswith("Bracket:"):
+        if line.startswith("Bracket:") or line == "Using FIFO scheduling algorithm.":
             continue
         if line.startswith("Using AsyncHyperBand: num_stopped="):
             line = f"early stopping (ASHA): {line.rsplit('=', 1)[1]} trials stopped"
