@@ -43,10 +43,12 @@ from trainables import records
 from trainables.mixunlearn_trial import METHOD
 
 from . import cluster, evidence, provenance, state as sweep_state, tracking
+from .console import ProgressTable
 from .errors import UsageError
 from .sweep import (REPORT_EVERY_S, fit, new_storage, parent_closed_on_error, run_config,
                     trainable_for, trial_dirname)
 from .tables import RETRAIN, AblationTable, RunMeasure, ablation_table
+from .ui import ui_hint
 
 INFO_FILE = "ablation.json"      # beside mixsweep.json: marks the folder as an ablation and keeps the plan
 TABLE_FOLDER = "ablation"        # <sweep>/ablation/table.md|csv, and the parent run's artifact folder
@@ -174,9 +176,9 @@ def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_
             print(f"ablation {name}: {len(plan.variants)} variants x {len(plan.seeds)} seeds = {len(runs)} runs, "
                   f"{concurrency} at a time, {cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU each; Tune results "
                   f"in {state.experiment_path}; MLflow {uri} (parent run {state.parent_run_id})", flush=True)
+            print(f"MLflow UI: {ui_hint(uri, experiment_id, state.parent_run_id)}", flush=True)
             keys = {run_key(run.config): (run.variant, run.seed) for run in runs}
-            varied = ["seed", *dict.fromkeys(field for delta in plan.variants.values() for field in delta)]
-            complete = fit(make_tuner(state, [run.config for run in runs], keys, varied), state,
+            complete = fit(make_tuner(state, [run.config for run in runs], keys), state,
                            next_step="mixsweep report")
             label_children(state, keys)
     if not complete:
@@ -224,11 +226,11 @@ def open_parent_run(state: sweep_state.SweepState, info: AblationInfo) -> str:
     return run_id
 
 
-def make_tuner(state: sweep_state.SweepState, configs: list[dict[str, Any]], keys: dict[str, tuple[str, int]],
-               varied: list[str]) -> tune.Tuner:
-    """The sweep's Tuner with the plan's configs as the search; `varied` = the fields the console shows."""
-    reporter = tune.CLIReporter(metric_columns=["epoch", "avg_gap", "train_f", "ta"],
-                                parameter_columns=varied, max_report_frequency=REPORT_EVERY_S)
+def make_tuner(state: sweep_state.SweepState, configs: list[dict[str, Any]],
+               keys: dict[str, tuple[str, int]]) -> tune.Tuner:
+    """The sweep's Tuner with the plan's configs as the search; the console shows each run's variant and
+    seed (`keys`: run_key -> (variant, seed))."""
+    reporter = ProgressTable(metrics=["avg_gap"], params=[], labels=keys, max_report_frequency=REPORT_EVERY_S)
     return tune.Tuner(
         trainable_for(state),
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(PlanSearcher(configs),

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write the best config(s) and every trial as Parquet")
     export.add_argument("sweep", help="a sweep name under --storage, or a sweep folder")
+    export.add_argument("--register", metavar="NAME", help="also register the best model in the MLflow Model "
+                                                           "Registry as a new version of NAME")
+    export.add_argument("--alias", default="best", help="the alias of that version (default: best)")
     _common(export, storage=True)
 
     train = commands.add_parser("train", help="one run of a config YAML, recorded in MLflow")
@@ -58,10 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("sweep", help="a sweep name under --storage, or a sweep folder")
     _common(resume, address=True, storage=True)
 
-    ui = commands.add_parser("ui", help="serve the MLflow UI over the tracking store")
+    ui = commands.add_parser("ui", help="serve the MLflow UI over the tracking store, or optuna-dashboard")
+    ui.add_argument("--optuna", metavar="SWEEP", help="serve optuna-dashboard on this sweep's Optuna study instead")
     ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
-    _common(ui, tracking=True)
+    ui.add_argument("--port", type=int, help="default: 5000 for MLflow, 8080 for optuna-dashboard")
+    _common(ui, storage=True, tracking=True)
 
     demo = commands.add_parser("demo", help="the quick preset on CPU: 8 trials, export, UI command")
     demo.add_argument("--trials", type=int, default=8)
@@ -75,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per run; fractions share a GPU")
     ablate.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     ablate.add_argument("--name", help="ablation name (default: the plan file's stem)")
+    ablate.add_argument("--register", metavar="NAME", help="register each variant's best seed (lowest avg_gap) "
+                                                           "as a version of NAME, aliased by the variant")
     _common(ablate, address=True, storage=True, tracking=True, references=True)
 
     report = commands.add_parser("report", help="a Markdown + PNG report folder of a sweep or an ablation")
@@ -129,11 +135,20 @@ def dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "export":
         from .export import export_sweep
+        if args.register:
+            from .registry import check_alias
+            check_alias(args.alias)   # before the export's work, not after it
         exported = export_sweep(args.sweep, storage=args.storage)
         for path in exported.configs:
             print(f"config:  {path}")
         print(f"trials:  {exported.parquet}")
         print("(also logged on the sweep's MLflow parent run under export/)")
+        if args.register:
+            from .registry import register_export
+            for registered in register_export(args.sweep, exported, storage=args.storage, name=args.register,
+                                              alias=args.alias):
+                print(f"registered: {registered.uri}  (version {registered.version}, run {registered.run_id}); "
+                      f"mlflow.pytorch.load_model({registered.uri!r}) loads it")
         return 0
     if args.command == "train":
         from .train import train
@@ -147,6 +162,9 @@ def dispatch(args: argparse.Namespace) -> int:
         resume_sweep(args.sweep, storage=args.storage, address=args.address)
         return 0
     if args.command == "ui":
+        if args.optuna:
+            from .ui import open_optuna
+            return open_optuna(args.optuna, storage=args.storage, host=args.host, port=args.port)
         from .ui import open_ui
         return open_ui(tracking_uri=args.tracking_uri, host=args.host, port=args.port)
     if args.command == "demo":
@@ -155,15 +173,23 @@ def dispatch(args: argparse.Namespace) -> int:
                     tracking_uri=args.tracking_uri)
     if args.command == "ablate":
         from .ablate import run_ablation
-        run_ablation(args.plan, concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
-                     gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,
-                     tracking_uri=args.tracking_uri, name=args.name, checkpoint_every=args.checkpoint_every,
-                     references=args.references)
+        result = run_ablation(args.plan, concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
+                              gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,
+                              tracking_uri=args.tracking_uri, name=args.name, checkpoint_every=args.checkpoint_every,
+                              references=args.references)
+        if args.register and result is not None:
+            from .registry import register_ablation
+            for registered in register_ablation(result.state, name=args.register):
+                print(f"registered: {registered.uri}  (version {registered.version}, run {registered.run_id})")
         return 0
     if args.command == "report":
         from .report import write_report
         written = write_report(args.sweep, storage=args.storage, out=args.out)
         print(f"report: {written.markdown} ({len(written.figures)} figures)")
+        from .state import load
+        from .ui import ui_hint
+        state = load(args.sweep, args.storage)
+        print(f"MLflow UI: {ui_hint(state.tracking_uri, state.experiment_id, state.parent_run_id)}")
         return 0
     if args.command == "compare":
         from .compare import compare, document, write

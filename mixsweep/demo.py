@@ -4,7 +4,8 @@
 
 The `quick` preset (Fashion-MNIST subset, cnn_small, forget class 0, label-agnostic) as an 8-trial
 sweep with a local Ray, a local SQLite MLflow store (./mlflow.db) and Tune results in ./sweeps; then
-the export, the best config, and the command that opens the MLflow UI.
+the export, the best config, and the commands that open the MLflow UI (on the sweep's runs) and
+optuna-dashboard, and that register the best model.
 """
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ def demo(*, trials: int = TRIALS, concurrency: int = CONCURRENCY, storage: str |
         print(f"  {name}: {config[name]:.4g}" if isinstance(config[name], float) else f"  {name}: {config[name]}")
     print(f"  (every other field: the quick preset's; the whole config is {best})")
     print(f"Export: {exported.folder} (best.yaml, trials.parquet; also on the sweep's MLflow parent run)")
-    print(f"Re-run the best config: mixsweep train {best}")
-    print(f"Open the MLflow UI:     {ui_hint(state.tracking_uri)}")
+    flag = f" --storage {storage_path}" if storage else ""
+    print(f"Re-run the best config:  mixsweep train {best}")
+    print(f"Open the MLflow UI:      {ui_hint(state.tracking_uri, state.experiment_id)}")
+    print(f"Browse the Optuna study: mixsweep ui --optuna {state.name}{flag}")
+    print(f"Register the best model: mixsweep export {state.name}{flag} --register NAME")
     return 0

@@ -20,6 +20,7 @@ its trials were measured against different models and cannot be ranked together.
 from __future__ import annotations
 
 import math
+import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from . import provenance, state as sweep_state
 from .errors import UsageError
 
 REPORTED_METRICS = (*COLUMNS, "epoch", "epoch_seconds", "unlearn_seconds", "gpu_seconds")
+PROGRESS_EVERY_S = 5.0   # a line of progress while reading many trials' runs (one MLflow query each)
 LEADING_COLUMNS = ("trial_id", "status", "tune_status", "mlflow_run_id", "duration_s")
 THREADS_LINE = "# mixsweep-threads: "
 REFERENCES_LINE = "# mixsweep-references: "   # the sweep's reference store: a re-run uses the trial's f_D and Retrain
@@ -74,6 +76,9 @@ def export_sweep(sweep: str, *, storage: str | None = None) -> Export:
         configs = [write_config(row, folder / "pareto" / f"{row['trial_id']}.yaml", state, title="Pareto trial")
                    for row in winners]
     records.client(state.tracking_uri).log_artifacts(state.parent_run_id, str(folder), artifact_path="export")
+    if state.objectives:   # a sweep's (an ablation has no single winner)
+        from .registry import record_best_on_parent
+        record_best_on_parent(state, winners[0])
     return Export(folder=folder, parquet=parquet, configs=configs, best=winners)
 
 
@@ -83,7 +88,11 @@ def trial_rows(trials: list, state: sweep_state.SweepState) -> list[dict[str, An
     client = records.client(state.tracking_uri)
     fields = UnlearnConfig.field_names()
     rows = []
-    for trial in trials:
+    shown = time.monotonic()
+    for done, trial in enumerate(trials):
+        if time.monotonic() - shown >= PROGRESS_EVERY_S:
+            print(f"export {state.name}: {done}/{len(trials)} trials read from MLflow", flush=True)
+            shown = time.monotonic()
         run = records.find_child_run(client, experiment_id=state.experiment_id,
                                      parent_run_id=state.parent_run_id, trial_id=trial.trial_id)
         result = trial.last_result or {}

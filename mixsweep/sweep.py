@@ -39,7 +39,9 @@ from trainables import TrialSettings, mixunlearn_trial, records
 
 from . import cluster, state as sweep_state, tracking
 from .callback import CloseChildRuns, close_leftovers
+from .console import ProgressTable
 from .errors import UsageError
+from .ui import ui_hint
 
 
 ASHA_REDUCTION = 2          # keep the better half at each rung: a sweep has dozens of trials, not thousands
@@ -104,6 +106,7 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
             print(f"sweep {name}: {trials} trials, {concurrency} at a time, {cpus_per_trial:g} CPU + "
                   f"{gpus_per_trial:g} GPU each; Tune results in {state.experiment_path}; MLflow {uri} "
                   f"(parent run {state.parent_run_id})", flush=True)
+            print(f"MLflow UI: {ui_hint(uri, experiment_id, state.parent_run_id)}", flush=True)
             fit(make_tuner(state, space, overrides), state)
     return state
 
@@ -178,9 +181,9 @@ def make_tuner(state: sweep_state.SweepState, space: SweepSpace, overrides: dict
                                   grace_period=min(space.sweep.grace_epochs, top), reduction_factor=ASHA_REDUCTION)
     else:
         scheduler = FIFOScheduler()
-    reporter = tune.CLIReporter(
-        metric_columns=["epoch", *metrics, *(m for m in ("train_f", "ta") if m not in metrics)],
-        parameter_columns=list(space.search), max_report_frequency=REPORT_EVERY_S)
+    # The first searched parameters of the space file (console.py says why those).
+    reporter = ProgressTable(metrics=metrics, mode=modes[0] if single else None,
+                             params=[(name, name) for name in space.search], max_report_frequency=REPORT_EVERY_S)
     return tune.Tuner(
         trainable_for(state),
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=state.concurrency),
@@ -222,6 +225,14 @@ def fit(tuner: tune.Tuner, state: sweep_state.SweepState, *, next_step: str = "m
     after an interruption the open runs are closed KILLED (tagged interrupted) for `resume` to reopen."""
     # The legacy console reporter: the new one ignores progress_reporter and prints every config field.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # With CheckpointConfig(num_to_keep), Tune snapshots the experiment whenever a trial has checkpointed
+    # num_to_keep times since the last snapshot, so that the snapshot never names a checkpoint already
+    # deleted: with epochs of a few seconds that is every few seconds, and Tune then warns (six lines)
+    # that snapshotting "may become a bottleneck". Here it cannot: the snapshot is a few KB written
+    # beside the results, and the forced snapshots are what keeps `mixsweep resume` consistent, so
+    # neither remedy Tune suggests (keep every checkpoint, checkpoint less often) is wanted. Tune's own
+    # setting turns that one warning off (0 = never); a slow snapshot still warns (its own threshold).
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     interrupted = False
     try:
         tuner.fit()

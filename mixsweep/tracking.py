@@ -10,7 +10,9 @@ folder beside the database) before the first trial starts. With an http:// URI t
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -18,6 +20,8 @@ from mlflow.tracking import MlflowClient
 from .errors import UsageError
 
 EXPERIMENT = "mixsweep"   # one experiment: sweeps (parent + children) and `mixsweep train` runs side by side
+# MLflow 3 sorts experiments into GenAI and model-training ones; ours train models (ui.py: the UI's mode).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 SCHEMES = ("sqlite:///", "http://", "https://")
 
 
@@ -53,16 +57,24 @@ def ready_experiment(uri: str, name: str = EXPERIMENT) -> str:
                          "URI") from None
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        for key, value in EXPERIMENT_KIND.items():   # a store made before the tag existed gets it now
+            if experiment.tags.get(key) != value:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     # A local store keeps artifacts in an absolute folder beside the database: trials run in Tune's trial
     # directories, where MLflow's default ./mlruns would scatter them.
     location = (sqlite_path(uri).parent / "mlartifacts").as_uri() if uri.startswith("sqlite:///") else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
 def git_commit() -> dict[str, str]:
-    """Tags naming the code that ran: the commit, and whether the working tree had changes."""
+    """Tags naming the code that ran: the command (MLflow's Source column), the commit, and whether the
+    working tree had changes."""
     here = Path(__file__).resolve().parent
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    command = shlex.join(["mixsweep", *sys.argv[1:]]) if program in ("mixsweep", "__main__.py") else \
+        shlex.join(sys.argv or ["python"])
+    source = {"mlflow.source.name": command[:500], "mlflow.source.type": "LOCAL"}
 
     def git(*args: str) -> str | None:
         try:
@@ -73,6 +85,6 @@ def git_commit() -> dict[str, str]:
 
     commit = git("rev-parse", "HEAD")
     if commit is None:
-        return {}
+        return source
     dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {"mlflow.source.git.commit": commit, "mixsweep.git_dirty": str(bool(dirty)).lower()}
+    return {**source, "mlflow.source.git.commit": commit, "mixsweep.git_dirty": str(bool(dirty)).lower()}

@@ -22,7 +22,7 @@ import yaml
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import format_table, epochs, prepare, resolve_device
 from mixunlearn.unlearn import MixUnlearn
-from trainables import records
+from trainables import datasets, records
 from trainables.mixunlearn_trial import METHOD, input_example, table_title
 from trainables.references import provenance_tags, trial_store
 
@@ -73,6 +73,7 @@ def train(config_file: str | Path, *, tracking_uri: str | None = None, threads: 
         prepared = prepare(cfg, device=device, cache_dir=cache_dir, store=trial_store(
             cache_dir, references or os.environ.get("MIXSWEEP_REFERENCES") or references_of(text), cluster=False))
         client.log_batch(run_id, tags=provenance_tags(prepared.references))
+        datasets.log_dataset_inputs(client, run_id, prepared)
         loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original,
                           device=prepared.device)
         final: dict[str, float] = {}

@@ -25,6 +25,7 @@ import socket
 import struct
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from mixunlearn.config import DATASETS, ConfigError, UnlearnConfig
 DATA_SEED = 0                # fixes the subsets and the test order: every trial and every ref_seed sees the same data
 CROP_PAD = 4                 # augment: random crop of the image padded by 4 pixels (the usual CIFAR recipe)
 DOWNLOAD_TIMEOUT_S = 60      # torchvision's urlopen has no timeout; a black-holed host must not hang a trial
+PROGRESS_EVERY_S = 5         # decoding an archive once takes ~a minute: a line of progress this often
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")   # apt-get install -y dataset-fashion-mnist
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DIGITS = tuple(str(d) for d in range(10))
@@ -261,9 +263,14 @@ def decode_image_archive(archive: Path, class_names: tuple[str, ...], mode: str)
     """Decode ./{train,test}/<class>/<number>.<ext> with PIL, each split ordered by (number, class)."""
     label_of = {c: i for i, c in enumerate(class_names)}
     found: dict[str, list[tuple[tuple[int, int], np.ndarray]]] = {"train": [], "test": []}
+    print(f"decoding {archive.name} once into the data cache (the next runs read the cache)", flush=True)
+    shown = time.monotonic()
     # Decompressing whole (~90 MB) and reading the tar from memory costs ~40% less CPU than seeking in a gzip stream.
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(archive.read_bytes()))) as tar:
         for member in tar:
+            if time.monotonic() - shown >= PROGRESS_EVERY_S:
+                print(f"decoding {archive.name}: {len(found['train']) + len(found['test'])} images so far", flush=True)
+                shown = time.monotonic()
             parts = member.name.removeprefix("./").split("/")   # plain str ops: pathlib costs ~1 s over 60k names
             if not member.isfile() or len(parts) != 3 or parts[0] not in found or parts[1] not in label_of:
                 continue

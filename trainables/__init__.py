@@ -6,6 +6,7 @@
 - mixunlearn_trial.py: the MixUnlearn trial (config -> prepare -> loop -> report/checkpoint -> MLflow).
 - checkpoint.py: what a trial's checkpoint directory holds, and reading it back.
 - records.py: the MLflow child/top-level runs, per-epoch metrics and end-of-run artifacts.
+- datasets.py: the data (D) and the forget split (D_f) as MLflow dataset inputs of a run.
 
 Only `ray.tune.*` is used inside a trial: Ray Train's report function fails a Tune trial, and the old AIR module is gone.
 """

@@ -40,7 +40,7 @@ from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import Prepared, epochs, prepare
 from mixunlearn.unlearn import MixUnlearn
 
-from . import checkpoint, records, references
+from . import checkpoint, datasets, records, references
 
 METHOD = "MixUnlearn"
 
@@ -92,6 +92,8 @@ def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     torch.set_num_threads(max(1, int(settings.cpus)))
     prepared = prepare_cached(cfg, device, settings.cache_dir, settings.references)
     mlflow_client.log_batch(run_id, tags=references.provenance_tags(prepared.references))
+    # The UI's Dataset column: D and D_f, on the trial's run and its sweep's.
+    datasets.log_dataset_inputs(mlflow_client, run_id, prepared, parent_run_id=settings.parent_run_id)
     loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original, device=device)
     resumed_from = tune.get_checkpoint()
     if resumed_from is not None:

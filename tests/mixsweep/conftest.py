@@ -71,3 +71,37 @@ def write_space(path: Path, *, base: dict | None = None, search: dict | None = N
 def space_writer():
     """write_space(path, base=..., search=..., sweep=...): a sweep space YAML over tiny real data."""
     return write_space
+
+
+# A sweep as a user browses it afterwards (the UI, optuna-dashboard, the registry): `mixsweep run` in its
+# own process on the built-in synthetic set, 3 trials of 2 epochs, logging to the session's MLflow server.
+RECORDED = "recorded"
+RECORDED_SPACE = {
+    "base": {"dataset": "tiny", "task": "class", "forget_class": 0, "model": "cnn_small", "ref_epochs": 1,
+             "epochs": 2, "batch_size": 16, "mia_samples": 100, "eval_batch_size": 512},
+    "search": {"alpha": {"low": 0.1, "high": 4.0, "log": True}, "omega": {"low": 0.5, "high": 2.0},
+               "lr_unlearner": {"low": 1.0e-5, "high": 1.0e-3, "log": True}},
+    "objectives": [{"metric": "avg_gap", "mode": "min"}],
+    "sweep": {"trials": 3, "concurrency": 2, "grace_epochs": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def recorded_sweep(mlflow_server, cache_dir, short_tmp, tmp_path_factory):
+    """(the sweep's SweepState, what `mixsweep run` printed), for every test module that browses it."""
+    import subprocess
+    import sys
+
+    from mixsweep import state as sweep_state
+
+    folder = tmp_path_factory.mktemp("recorded")
+    space = folder / "tiny.yaml"
+    space.write_text(yaml.safe_dump(RECORDED_SPACE, sort_keys=False))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "MIXSWEEP_CACHE": str(cache_dir),
+           "RAY_TMPDIR": tempfile.mkdtemp(prefix="s", dir=short_tmp), "PYTHONUNBUFFERED": "1", "COLUMNS": "80"}
+    done = subprocess.run([sys.executable, "-m", "mixsweep", "run", str(space), "--storage", str(folder / "sweeps"),
+                           "--tracking-uri", mlflow_server, "--name", RECORDED],
+                          env=env, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    return sweep_state.load(RECORDED, str(folder / "sweeps")), output
