@@ -1,4 +1,5 @@
 """The MixUnlearn loop: exact save/resume, and what it does to a real classifier on Fashion-MNIST."""
+import math
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ def fresh_loop(prepared, cfg):
     {"gen_target": "ema", "exclude_same_class_pairs": True, "gen_interval": 1, "gen_steps": 2},
     {"task": "data", "targets": "aware", "reduction": "mean", "gen_target": "frozen"},
     {"use_mixblock": False},
+    {"lambda_draw": "pair"},
+    {"mixblock_form": "one_way", "mixblock_act": "none", "mask_lambda_weight": 1.0, "gen_interval": 1},
+    {"mixblock_act": "none", "mask_lambda_weight": 0.5, "lambda_draw": "pair", "gen_target": "ema"},
 ])
 def test_resume_from_a_saved_state_replays_the_uninterrupted_run(cache, tmp_path, changes):
     cfg = UnlearnConfig(dataset="tiny", model="cnn_small", ref_epochs=2, epochs=3, batch_size=16,
@@ -43,6 +47,12 @@ def test_resume_from_a_saved_state_replays_the_uninterrupted_run(cache, tmp_path
     assert [m["epoch"] for m in rest] == [2, 3]
     for key in ("train_r", "train_f", "test", "asr", "mia_efficacy", "avg_gap"):
         assert rest[-1][key] == straight[-1][key], key
+    # The mask diagnostics and loss means of the replayed epochs, too (NaN where undefined in both).
+    for replayed, original in zip(rest, straight[1:]):
+        for key in ("mask_forget_share", "mask_spatial_std", "mask_lambda_corr", "gen_loss", "unlearn_loss"):
+            assert (key in replayed) == (key in original), key
+            if key in replayed:
+                assert replayed[key] == original[key] or math.isnan(replayed[key]) and math.isnan(original[key]), key
     for a, b in zip(resumed.unlearner.state_dict().values(), fresh_loop_final(prepared, cfg).values()):
         assert torch.equal(a, b)
 
