@@ -1,6 +1,5 @@
 """The generator's options in the loop: one lambda per batch, the mask regulariser, the diagnostics."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
