@@ -81,8 +81,11 @@ def test_original_outputs_are_computed_once_not_every_step(cache, monkeypatch):
 # ---- behaviour on real data ----------------------------------------------------------------------
 # Class-level, label-agnostic MixUnlearn on a Fashion-MNIST subset (400 train / 200 test images per
 # class) with the paper's CNN, on the CPU. The unlearning hyperparameters are METHOD.md's defaults for
-# the CNN, with 12 epochs instead of LAF's 20 (Test_f is at 0.5% by then). The reference recipe trains
-# with lr 1e-3 for 8 epochs instead of LAF's 1e-4 for 20, so f_D learns the subset in seconds.
+# the CNN, with 12 epochs instead of LAF's 20. The reference recipe trains with lr 1e-3 for 8 epochs
+# instead of LAF's 1e-4 for 20, so f_D learns the subset in seconds.
+# Measured (CPU, seed 0, one run each; Dec 2026): f_D Test_r 88.72, Test_f 75.0, avg_gap 38.28.
+#   lambda_draw batch (the default): Test_r 89.22, Test_f 0.0, avg_gap 0.13; omega 0: Test_r 83.39.
+#   lambda_draw pair (the default before): Test_r 89.22, Test_f 0.0, avg_gap 0.17; omega 0: Test_r 80.67.
 REAL = UnlearnConfig(
     dataset="fashion_mnist", train_subset=400, test_subset=200, task="class", forget_class=0,
     model="cnn_small", targets="agnostic", ref_epochs=8, ref_batch_size=32, ref_lr=1e-3,
@@ -126,4 +129,5 @@ def test_without_real_loss_loses_clearly_more_retained_accuracy(real, full_metho
     no_real = unlearned_metrics(real, REAL.replace(omega=0.0))
     lost_full = real.original_metrics["test_r"] - full_method["test_r"]
     lost_no_real = real.original_metrics["test_r"] - no_real["test_r"]
+    # Measured: 5.33 vs -0.50 lost with lambda_draw batch (8.05 vs -0.50 with pair): 0.8 points of slack.
     assert lost_no_real >= lost_full + 5, (real.original_metrics, full_method, no_real)
