@@ -115,3 +115,24 @@ def ablation_bars(path: Path, *, variants: list[str], metrics: list[str], means:
         ax.set_title(metric, fontsize=9)
     fig.suptitle(title)
     return save(fig, path, footer)
+
+
+def mask_curves(path: Path, *, series: dict[str, dict[str, tuple[list[float], list[float]]]], title: str,
+                footer: str) -> Path:
+    """G's mask against the epoch, one line per trial (or variant): its mean forget share, with the even
+    blend (0.5) it starts at dashed, and its mean within-image std (0 = a constant blend)."""
+    panels = [("mask_forget_share", "mean forget share M[:,0]"), ("mask_spatial_std", "within-image std of M[:,0]")]
+    fig, axes = _grid(len(panels))
+    for ax, (metric, label) in zip(axes, panels):
+        for name, by_metric in series.items():
+            if metric in by_metric:
+                epochs, values = by_metric[metric]
+                ax.plot(epochs, values, "o-", markersize=3, label=name)
+        if metric == "mask_forget_share":
+            ax.axhline(0.5, color="0.5", linestyle="--", linewidth=1, label="even blend")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.legend(fontsize=6)
+    fig.suptitle(title)
+    return save(fig, path, footer)

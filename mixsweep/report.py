@@ -17,6 +17,11 @@ For an ablation (`mixsweep ablate`; source: its MLflow records, as `ablate` read
 table is also rewritten in <ablation>/ablation/ and logged on the parent run again, which is how an
 ablation finished by `mixsweep resume` gets its table.
 
+Both also show what MixUnlearn's generator did (from MLflow; left out, saying so, where it is not
+reachable or the runs have no generator): masks.png, G's mean forget share and within-image std
+against the epoch (sweep: the top trials; ablation: each variant's mean over its seeds), and the best
+run's (ablation: the best seed of the best variant by mean avg_gap) PNG grids of (forget, retain, mask, mix), first and last epoch, copied into mix_grids/.
+
 Every figure's footer names the sweep, dataset, task, hardware and package versions. The hardware of
 a sweep is its Ray cluster as its MLflow parent run recorded it (cluster_* params) plus this
 machine's CPU; an ablation records the full line when it runs.
@@ -34,6 +39,7 @@ from . import evidence, figures, state as sweep_state
 from .errors import UsageError
 
 TOP_TRIALS = 5        # curves: more lines than this are unreadable in one panel
+MASK_METRICS = ("mask_forget_share", "mask_spatial_std")   # MixUnlearn.diagnostics(), plotted by epoch
 REPORT_FOLDER = "report"
 
 
@@ -74,12 +80,55 @@ def ablation_report(state: sweep_state.SweepState, folder: Path) -> Report:
         retrain=retrain, title=f"Ablation {state.name}: mean ± std over seeds", footer=footer)
     (folder / "table.csv").write_text(table.csv_text())
     document = table_document(state, info, table)
+    masks, mask_text = mask_section(folder, **ablation_masks(state, info), footer=footer,
+                                    what=f"Ablation {state.name}")
     markdown = folder / "report.md"
     markdown.write_text(document + "\n## Per metric\n\n"
                         "Bars: mean over seeds, error bars ± sample std; dashed line: Retrain's mean.\n\n"
                         f"![mean ± std per variant and metric]({bars.name})\n\nThe same numbers: "
-                        "[table.csv](table.csv).\n")
-    return Report(folder=folder, markdown=markdown, figures=[bars])
+                        "[table.csv](table.csv).\n\n" + mask_text)
+    return Report(folder=folder, markdown=markdown, figures=[bars, *masks])
+
+
+def ablation_masks(state: sweep_state.SweepState, info) -> dict[str, Any]:
+    """Each variant's mask diagnostics by epoch (mean over its finished seeds) and the best run (the best
+    seed of the variant with the lowest mean final avg_gap), from the ablation's MLflow children."""
+    from trainables import records
+
+    from .ablate import VARIANT_TAG
+
+    try:
+        client = records.client(state.tracking_uri)
+        children = client.search_runs(
+            [state.experiment_id], max_results=10_000,
+            filter_string=f"tags.`{records.PARENT_TAG}` = '{state.parent_run_id}' AND attributes.status = 'FINISHED'")
+        series: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+        for variant in info.variants:
+            runs = [r for r in children if r.data.tags.get(VARIANT_TAG) == variant]
+            by_metric = {}
+            for metric in MASK_METRICS:
+                by_epoch: dict[int, list[float]] = {}
+                for run in runs:
+                    for point in client.get_metric_history(run.info.run_id, metric):
+                        by_epoch.setdefault(int(point.step), []).append(point.value)
+                if by_epoch:
+                    steps = sorted(by_epoch)
+                    by_metric[metric] = (steps, [sum(by_epoch[e]) / len(by_epoch[e]) for e in steps])
+            if by_metric:
+                series[variant] = by_metric
+        # The best variant (lowest mean final avg_gap over its seeds), shown by its best seed.
+        scored = [r for r in children if math.isfinite(r.data.metrics.get("avg_gap", math.nan))]
+        gaps: dict[str, list[float]] = {}
+        for run in scored:
+            gaps.setdefault(run.data.tags.get(VARIANT_TAG, ""), []).append(run.data.metrics["avg_gap"])
+        best_variant = min(gaps, key=lambda v: sum(gaps[v]) / len(gaps[v]), default=None)
+        best = min((r for r in scored if r.data.tags.get(VARIANT_TAG, "") == best_variant),
+                   key=lambda r: r.data.metrics["avg_gap"], default=None)
+    except Exception as error:   # noqa: BLE001 - the report must not need MLflow; say what is missing instead
+        return {"series": {}, "best_run": None, "client": None, "why_not": f"MLflow unreachable ({error})"}
+    label = best and (f"{best.info.run_name}, the best seed (avg_gap {best.data.metrics['avg_gap']:.2f}) of the "
+                      f"variant with the lowest mean avg_gap")
+    return {"series": series, "best_run": best and best.info.run_id, "client": client, "best_label": label}
 
 
 # ---- sweeps ----------------------------------------------------------------------------------------------
@@ -164,6 +213,12 @@ def sweep_report(state: sweep_state.SweepState, folder: Path) -> Report:
                         f"({'the Pareto front' if len(objectives) > 1 else 'best final ' + metrics[0]}).\n\n"
                         "![per-epoch curves](curves.png)\n")
 
+    # ---- the generator's masks ----
+    masks, mask_text = mask_section(folder, **sweep_masks(state, trials, top, front), footer=footer,
+                                    what=f"Sweep {state.name}")
+    made += masks
+    sections.append(mask_text)
+
     # ---- the best config ----
     if front:
         best = front[0]
@@ -183,6 +238,51 @@ def sweep_report(state: sweep_state.SweepState, folder: Path) -> Report:
         f"Versions: {evidence.versions_text(evidence.versions())}.", "",
         *sections, trials_section(rows, objectives, searched)]))
     return Report(folder=folder, markdown=markdown, figures=made)
+
+
+def sweep_masks(state: sweep_state.SweepState, trials, top: list[dict[str, Any]],
+                front: list[dict[str, Any]]) -> dict[str, Any]:
+    """The top trials' mask diagnostics by epoch (Tune's results) and the best trial's MLflow run."""
+    from trainables import records
+
+    series = {}
+    for row in top:
+        frame = trials.trial_dataframes.get(row["trial_id"])
+        if frame is not None and "epoch" in frame and all(m in frame for m in MASK_METRICS):
+            series[row["trial_id"]] = {m: (frame["epoch"].tolist(), frame[m].tolist()) for m in MASK_METRICS}
+    best = next((t for t in trials.trials if front and t.trial_id == front[0]["trial_id"]), None)
+    run_id = (best.last_result or {}).get("mlflow_run_id") if best else None
+    return {"series": series, "best_run": run_id, "client": records.client(state.tracking_uri),
+            "best_label": best and f"trial {best.trial_id}"}
+
+
+def mask_section(folder: Path, *, series: dict, best_run: str | None, client, footer: str, what: str,
+                 best_label: str | None = None, why_not: str = "") -> tuple[list[Path], str]:
+    """masks.png and the best run's mix grids (copied into the report folder), and their Markdown."""
+    from trainables.mix_pictures import ARTIFACT_FOLDER
+
+    made, lines = [], ["## The generator's masks", ""]
+    if series:
+        made.append(figures.mask_curves(folder / "masks.png", series=series, footer=footer,
+                                        title=f"{what}: G's mask by epoch"))
+        lines += ["G's mask M[:,0] (the forget side's share) over each epoch's generator mixes: its mean (an even "
+                  "blend is 0.5, where every form starts) and its std within an image (0 = a constant blend).",
+                  "", "![the generator's mask by epoch](masks.png)", ""]
+    grids: list[str] = []
+    if best_run and client is not None:
+        try:
+            local = Path(client.download_artifacts(best_run, ARTIFACT_FOLDER, str(folder)))
+            grids = sorted(p.name for p in local.glob("*.png"))
+        except Exception as error:   # noqa: BLE001 - a run without grids (no generator, or older) is normal
+            why_not = why_not or f"the best run has no {ARTIFACT_FOLDER}/ ({type(error).__name__})"
+    if grids:
+        lines += [f"Mixes of the best run, {best_label} (MLflow run `{best_run}`): the last step's first pairs "
+                  "at the first and the last epoch. Rows: forget, retain, mask M[:,0] (colour bar 0-1), mix; "
+                  "column titles: the pair's lambda and the mask's mean.", ""]
+        lines += [f"![{name}]({ARTIFACT_FOLDER}/{name})\n" for name in grids]
+    if not series and not grids:
+        lines += [f"Not shown: {why_not or 'no run logged mask diagnostics (no generator)'}.", ""]
+    return made, "\n".join(lines)
 
 
 def searched_fields(configs: list[dict[str, Any]]) -> list[str]:

@@ -22,7 +22,7 @@ import yaml
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import format_table, epochs, prepare, resolve_device
 from mixunlearn.unlearn import MixUnlearn
-from trainables import datasets, records
+from trainables import datasets, mix_pictures, records
 from trainables.mixunlearn_trial import METHOD, input_example, table_title
 from trainables.references import provenance_tags, trial_store
 
@@ -79,6 +79,8 @@ def train(config_file: str | Path, *, tracking_uri: str | None = None, threads: 
         final: dict[str, float] = {}
         for final in epochs(prepared, loop):
             records.log_metrics(client, run_id, final, step=int(final["epoch"]))
+            if final["epoch"] in (1, cfg.epochs):   # the mixes before and after training G
+                mix_pictures.log_mix_grids(client, run_id, loop, prepared.data, epoch=int(final["epoch"]))
             print(f"epoch {final['epoch']:>3}/{cfg.epochs}  avg_gap {final['avg_gap']:6.2f}  train_f "
                   f"{final['train_f']:6.2f}  ta {final['ta']:6.2f}  ({final['epoch_seconds']:.1f} s)", flush=True)
         rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, METHOD: final}

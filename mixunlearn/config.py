@@ -22,6 +22,9 @@ MODELS = ("cnn_small", "resnet18_cifar", "resnet18_laf")
 TARGETS = ("aware", "agnostic")
 GEN_TARGETS = ("current", "ema", "frozen")
 REDUCTIONS = ("sum", "mean")
+LAMBDA_DRAWS = ("batch", "pair")
+MIXBLOCK_FORMS = ("two_way", "one_way")
+MIXBLOCK_ACTS = ("relu", "none")
 
 
 class ConfigError(ValueError):
@@ -73,6 +76,15 @@ class UnlearnConfig:
     epochs: int = 20                   # unlearning epochs (LAF: 20 for the CNN, 40 for ResNet)
     batch_size: int = 32               # N: (forget, retain) pairs per step
     reduction: str = "sum"             # how C reduces over the batch: "sum" (released) or "mean"
+
+    # ---- the generator's form (METHOD.md "What the released code shows, and what it leaves open")
+    lambda_draw: str = "batch"         # "batch": one lambda per step for G's mix, another for f_U's (the
+                                       # release's scalar np.random.beta); "pair": one per pair (the spec's reading)
+    mixblock_form: str = "two_way"     # "two_way": the spec's cross-attention both ways, softmax over 2 channels;
+                                       # "one_way": OpenMixup's pixel MixBlock (AutoMix), sigmoid mask, 33,282 params
+    mixblock_act: str = "relu"         # after q and k: "relu" (the spec) or "none" (OpenMixup's default)
+    mask_lambda_weight: float = 0.0    # AutoMix's L1 pull of G's mask mean towards lambda, added to L_gen;
+                                       # 0 = none, as in the MixUnlearn release
 
     # ---- ablation switches (paper Table 3) --------------------------------------------------
     use_mix_loss: bool = True          # False = "without L_mix": L_unlearn = omega * L_real
@@ -127,6 +139,9 @@ class UnlearnConfig:
         need(self.targets in TARGETS, "targets", f"use one of {', '.join(TARGETS)}")
         need(self.gen_target in GEN_TARGETS, "gen_target", f"use one of {', '.join(GEN_TARGETS)}")
         need(self.reduction in REDUCTIONS, "reduction", f"use one of {', '.join(REDUCTIONS)}")
+        need(self.lambda_draw in LAMBDA_DRAWS, "lambda_draw", f"use one of {', '.join(LAMBDA_DRAWS)}")
+        need(self.mixblock_form in MIXBLOCK_FORMS, "mixblock_form", f"use one of {', '.join(MIXBLOCK_FORMS)}")
+        need(self.mixblock_act in MIXBLOCK_ACTS, "mixblock_act", f"use one of {', '.join(MIXBLOCK_ACTS)}")
         need(self.semi_base in ("class", "data"), "semi_base", "use 'class' or 'data'")
         for name in ("data_ratio", "random_ratio", "noise_ratio"):
             need(0.0 < getattr(self, name) < 1.0, name, "it must lie strictly between 0 and 1")
@@ -140,6 +155,7 @@ class UnlearnConfig:
                      "ref_lr"):
             need(getattr(self, name) > 0, name, "it must be positive")
         need(self.omega >= 0, "omega", "it must be >= 0 (0 disables L_real)")
+        need(self.mask_lambda_weight >= 0, "mask_lambda_weight", "it must be >= 0 (0 disables the mask regulariser)")
         need(self.ref_weight_decay >= 0, "ref_weight_decay", "it must be >= 0")
         need(0.0 <= self.ema_momentum < 1.0, "ema_momentum", "it must lie in [0, 1)")
         need(self.use_mix_loss or self.omega > 0, "omega", "with use_mix_loss = false, omega must be > 0 "

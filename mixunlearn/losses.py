@@ -71,3 +71,12 @@ def real_loss(probs_r: torch.Tensor, p_r: torch.Tensor, probs_f: torch.Tensor, p
               tau: float, *, reduction: str = "sum") -> torch.Tensor:
     """Eq. 6: L_real = C on real samples, no lambda weights."""
     return contrastive(probs_r, p_r, probs_f, p_f, 1.0, 1.0, tau, reduction=reduction)
+
+
+def mask_lambda_loss(forget_share: torch.Tensor, lam: torch.Tensor, *, reduction: str = "sum") -> torch.Tensor:
+    """AutoMix's mask regulariser (OpenMixup AutoMixup, `mask_loss`, margin 0): |mean(M_k[:,0]) - lambda_k|,
+    so that lambda is also the mix's real ratio. forget_share is M[:,0], [B, H, W]. Reduced over the
+    batch like C (a sum by default), so a weight of 1 pulls as hard against L_gen as it does in AutoMix
+    against its mean losses."""
+    gap = (forget_share.float().mean(dim=(1, 2)) - lam.float()).abs()
+    return gap.mean() if reduction == "mean" else gap.sum()

@@ -2,10 +2,18 @@
 
 G reads the frozen f_D's feature maps of a forget sample and a retain sample, conditioned on
 lambda ~ Beta(alpha, alpha), and outputs a two-channel pixel mask M (M[:,0] + M[:,1] = 1) that
-mixes the two images: x_mix = x_f * M[:,0] + x_r * M[:,1].
+mixes the two images: x_mix = x_f * M[:,0] + x_r * M[:,1]. M[:,0] is the forget side's share.
 
-    g = MixBlock(channels=256)                 # 66,306 parameters (reduction 2)
-    mask = g(h_f, h_r, lam, image_size=32)     # [B, 2, 32, 32]
+Two forms, both reconstructions (the release builds its MixBlock from an unreleased config):
+- "two_way" (METHOD.md steps 1-5): q, k, v on both sides, cross-attention both ways, softmax over the
+  two channels. 66,306 parameters at C = 256.
+- "one_way" (OpenMixup's PixelMixBlock, the AutoMix family the release builds on; METHOD.md "What the
+  released code shows"): one 1x1 conv serves as q (forget side) and k (retain side), the value is read
+  from the retain side, and sigmoid(P v) is the retain side's share m, M = [1 - m, m]. 33,282 parameters.
+
+    g = MixBlock(channels=256)                                   # two_way, ReLU after q and k
+    g = MixBlock(channels=256, form="one_way", act="none")       # OpenMixup's defaults
+    mask = g(h_f, h_r, lam, image_size=32)                       # [B, 2, 32, 32]
 """
 from __future__ import annotations
 
@@ -17,12 +25,20 @@ from torch import nn
 
 
 class MixBlock(nn.Module):
-    def __init__(self, channels: int, reduction: int = 2) -> None:
+    def __init__(self, channels: int, reduction: int = 2, *, form: str = "two_way", act: str = "relu") -> None:
         super().__init__()
+        assert form in ("two_way", "one_way") and act in ("relu", "none"), (form, act)
+        self.form = form
         hidden = channels // reduction
-        # +1 input channel: the constant lambda (forget side) or 1 - lambda (retain side), step 1.
-        self.query = nn.Sequential(nn.Conv2d(channels + 1, hidden, 1), nn.ReLU())
-        self.key = nn.Sequential(nn.Conv2d(channels + 1, hidden, 1), nn.ReLU())
+
+        def projection() -> nn.Module:
+            # +1 input channel: the constant lambda (forget side) or 1 - lambda (retain side), step 1.
+            conv = nn.Conv2d(channels + 1, hidden, 1)
+            return nn.Sequential(conv, nn.ReLU()) if act == "relu" else nn.Sequential(conv)
+
+        self.query = projection()
+        # one_way: OpenMixup's PixelMixBlock has no key conv of its own; the query conv reads both sides.
+        self.key = projection() if form == "two_way" else None
         self.value = nn.Conv2d(channels + 1, 1, 1)
         self.scale = 1.0 / math.sqrt(hidden)
         for module in self.modules():
@@ -35,6 +51,8 @@ class MixBlock(nn.Module):
         lam = lam.to(h_f.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)
         f = torch.cat([h_f, lam], dim=1)
         r = torch.cat([h_r.to(h_f.dtype), 1.0 - lam], dim=1)
+        if self.form == "one_way":
+            return self._one_way(f, r, image_size)
 
         q_f, q_r = self.query(f).flatten(2), self.query(r).flatten(2)   # [B, C/2, hw]
         k_f, k_r = self.key(f).flatten(2), self.key(r).flatten(2)
@@ -49,6 +67,16 @@ class MixBlock(nn.Module):
         # Step 4: nearest upsampling to the image, softmax over the two channels -> a partition of unity.
         logits = F.interpolate(torch.cat([m_f, m_r], dim=1), size=(image_size, image_size), mode="nearest")
         return torch.softmax(logits.float(), dim=1)
+
+    def _one_way(self, f: torch.Tensor, r: torch.Tensor, image_size: int) -> torch.Tensor:
+        """OpenMixup's pixel form: P = softmax(q(f) k(r)^T / sqrt(C/2)) with k = q, m = sigmoid(P v(r))."""
+        b, _, h, w = f.shape
+        q_f, k_r = self.query(f).flatten(2), self.query(r).flatten(2)   # [B, C/2, hw]
+        v_r = self.value(r).flatten(2)                                   # [B, 1, hw]
+        p = torch.softmax(q_f.transpose(1, 2) @ k_r * self.scale, dim=-1)   # [B, hw, hw]
+        logit = (p @ v_r.transpose(1, 2)).view(b, 1, h, w)
+        retain_share = torch.sigmoid(F.interpolate(logit, size=(image_size, image_size), mode="nearest").float())
+        return torch.cat([1.0 - retain_share, retain_share], dim=1)
 
 
 def plain_mixup_mask(lam: torch.Tensor, image_size: int) -> torch.Tensor:

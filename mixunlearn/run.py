@@ -86,6 +86,7 @@ def epochs(prepared: Prepared, loop: MixUnlearn | None = None) -> Iterator[dict[
         metrics = prepared.evaluate(loop.unlearner)
         loop.unlearner.train()
         metrics.update(epoch=loop.epoch, epoch_seconds=epoch_seconds, unlearn_seconds=loop.seconds)
+        metrics.update(getattr(loop, "diagnostics", dict)())   # a method's own per-epoch numbers (MixUnlearn: its masks, losses)
         yield metrics
 
 

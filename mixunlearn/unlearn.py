@@ -9,6 +9,13 @@ METHOD.md "Loop": per epoch, D_f is reshuffled and zipped with an equally sized,
 slice of D_r; every `gen_interval` unlearner steps G takes `gen_steps` steps on L_gen (Eq. 3); f_U
 then steps on L_mix + omega * L_real (Eqs. 5-7).
 
+lambda is drawn once per step for G's mix and once for f_U's (`lambda_draw = "batch"`, the release's
+scalar draw) or once per pair (`"pair"`, the spec's reading). After every epoch `diagnostics()` says
+what G's masks did (their mean forget share, its correlation with lambda, their within-image std,
+their distance to lambda) and the epoch's mean losses; `mix_samples()` holds the last step's first
+pairs of each mix for pictures (METHOD.md: at initialisation every form mixes a near-constant 50/50,
+whatever lambda is; these are how a run shows whether the mask has moved).
+
 Everything f_D contributes (targets p(x), the feature maps G reads) is computed once here, and all
 the randomness of an epoch (orders, lambdas, pairings) is drawn up front from one numpy Generator
 whose state is part of the checkpoint, so a resumed run replays the uninterrupted one exactly.
@@ -16,6 +23,7 @@ whose state is part of the checkpoint, so a resumed run replays the uninterrupte
 from __future__ import annotations
 
 import copy
+import math
 import time
 
 import numpy as np
@@ -24,9 +32,11 @@ from torch import nn
 
 from .config import UnlearnConfig
 from .data import ImageData
-from .losses import generator_loss, make_targets, mix_loss, real_loss
+from .losses import generator_loss, make_targets, mask_lambda_loss, mix_loss, real_loss
 from .mixblock import MixBlock, mix, plain_mixup_mask
 from .tasks import ForgetSplit
+
+SAMPLE_PAIRS = 8   # pairs of each kind of mix mix_samples() keeps: one picture's worth
 
 
 class MixUnlearn:
@@ -64,7 +74,8 @@ class MixUnlearn:
         self.generator: MixBlock | None = None
         self.opt_generator: torch.optim.Optimizer | None = None
         if self.needs_generator:
-            self.generator = MixBlock(original.feature_channels).to(self.device)
+            self.generator = MixBlock(original.feature_channels, form=cfg.mixblock_form,
+                                      act=cfg.mixblock_act).to(self.device)
             self.opt_generator = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator)
         self.ema: nn.Module | None = None
         if self.needs_generator and cfg.gen_target == "ema":
@@ -74,6 +85,14 @@ class MixUnlearn:
         self.epoch = 0
         self.step = 0
         self.seconds = 0.0   # wall time spent unlearning (evaluation excluded)
+        self._records: dict[str, list[torch.Tensor]] = {}   # this epoch's masks and losses, on the device
+        self._diagnostics: dict[str, float] = {}            # the last trained epoch's, from the records
+        self._samples: dict[str, dict[str, torch.Tensor]] = {}
+
+    @property
+    def model(self) -> nn.Module:
+        """The model to evaluate: the unlearner f_U."""
+        return self.unlearner
 
     # ---- one epoch ------------------------------------------------------------------------------
     def train_epoch(self) -> float:
@@ -82,6 +101,7 @@ class MixUnlearn:
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
         plan = self._draw_epoch()
+        self._records = {}
         for it in range(plan["steps"]):
             f = plan["forget"][it]
             r = plan["retain"][it][: len(f)]
@@ -90,6 +110,7 @@ class MixUnlearn:
                     self._generator_step(f, r, plan["lam_gen"][it, g, : len(f)], plan["pair_gen"][it, g])
             self._unlearner_step(f, r, plan["lam_unlearn"][it, : len(f)], plan["pair_unlearn"][it])
             self.step += 1
+        self._diagnostics = self._summarise_records()
         if self.cuda:
             torch.cuda.synchronize(self.device)
         self.epoch += 1
@@ -103,7 +124,11 @@ class MixUnlearn:
         steps = min(-(-nf // n), -(-nr // n))
         forget_order = self.rng.permutation(nf)
         retain_order = self.rng.permutation(nr)
-        lam = self.rng.beta(self.cfg.alpha, self.cfg.alpha, size=(steps, self.cfg.gen_steps + 1, n))
+        if self.cfg.lambda_draw == "pair":
+            lam = self.rng.beta(self.cfg.alpha, self.cfg.alpha, size=(steps, self.cfg.gen_steps + 1, n))
+        else:   # the release: one scalar np.random.beta(alpha, alpha) per mix, shared by the batch's pairs
+            lam = self.rng.beta(self.cfg.alpha, self.cfg.alpha, size=(steps, self.cfg.gen_steps + 1, 1))
+            lam = np.repeat(lam, n, axis=2)
         pair_keys = self.rng.random(size=(steps, self.cfg.gen_steps + 1, n, n if self.cfg.exclude_same_class_pairs else 1))
         to = lambda a, dtype: torch.as_tensor(a, dtype=dtype, device=self.device)  # noqa: E731
         forget_order, retain_order = to(forget_order, torch.long), to(retain_order, torch.long)
@@ -147,8 +172,11 @@ class MixUnlearn:
             mask = self._mask(f, pos, r, lam)
             x_mix = mix(self._inputs(self.forget_idx[f]), self._inputs(self.retain_idx[r[pos]]), mask)
             probs = torch.softmax(target_net(x_mix).float(), dim=1)
-        loss = generator_loss(probs, self.retain_targets[r[pos]], self.forget_targets[f], lam, self.cfg.tau_gen,
-                              reduction=self.cfg.reduction)
+        gen_loss = generator_loss(probs, self.retain_targets[r[pos]], self.forget_targets[f], lam, self.cfg.tau_gen,
+                                  reduction=self.cfg.reduction)
+        loss = gen_loss
+        if self.cfg.mask_lambda_weight > 0:
+            loss = loss + self.cfg.mask_lambda_weight * mask_lambda_loss(mask[:, 0], lam, reduction=self.cfg.reduction)
         params = list(self.generator.parameters())
         # autograd.grad on G alone: gradients pass through f_T to the mask but never accumulate in f_T.
         grads = torch.autograd.grad(loss, params)
@@ -156,6 +184,9 @@ class MixUnlearn:
             p.grad = g
         self.opt_generator.step()
         target_net.train(was_training)
+        self._record_mask(mask.detach(), lam)
+        self._record("gen_loss", gen_loss)
+        self._keep_samples("generator", x_mix, mask, lam, self.forget_idx[f], self.retain_idx[r[pos]])
 
     def _unlearner_step(self, f: torch.Tensor, r: torch.Tensor, lam: torch.Tensor, keys: torch.Tensor) -> None:
         """Eq. 7: f_U steps on L_mix (a detached mask on a fresh pairing pi) + omega * L_real."""
@@ -168,16 +199,21 @@ class MixUnlearn:
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
                 mask = self._mask(f, pi, r, lam)
             batches.insert(0, mix(x_f, x_r[pi], mask))
+            self._keep_samples("unlearner", batches[0], mask, lam, self.forget_idx[f], self.retain_idx[r[pi]])
         # One forward over [mix, retain, forget]: three images per pair in a single launch sequence.
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
             logits = self.unlearner(torch.cat(batches))
         probs = torch.softmax(logits.float(), dim=1)
         loss = torch.zeros((), device=self.device)
         if cfg.use_mix_loss:
-            loss = loss + mix_loss(probs[:b], p_r[pi], p_f, lam, cfg.tau_mix, reduction=cfg.reduction)
+            term = mix_loss(probs[:b], p_r[pi], p_f, lam, cfg.tau_mix, reduction=cfg.reduction)
+            self._record("mix_loss", term)
+            loss = loss + term
         if cfg.omega > 0:
-            loss = loss + cfg.omega * real_loss(probs[-2 * b:-b], p_r, probs[-b:], p_f, cfg.tau_real,
-                                                reduction=cfg.reduction)
+            term = real_loss(probs[-2 * b:-b], p_r, probs[-b:], p_f, cfg.tau_real, reduction=cfg.reduction)
+            self._record("real_loss", term)
+            loss = loss + cfg.omega * term
+        self._record("unlearn_loss", loss)
         self.opt_unlearner.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_unlearner.step()
@@ -187,6 +223,57 @@ class MixUnlearn:
                     e.lerp_(u, 1.0 - cfg.ema_momentum)
                 for e, u in zip(self.ema.buffers(), self.unlearner.buffers()):
                     e.copy_(u)
+
+    # ---- what the masks did: diagnostics and samples ----------------------------------------------
+    def diagnostics(self) -> dict[str, float]:
+        """The last trained epoch's mask diagnostics and mean losses (empty before the first epoch):
+
+        mask_forget_share  mean of M[:,0] (the forget side's share) over the epoch's generator mixes
+        mask_lambda_corr   Pearson correlation of each mix's mean M[:,0] with its lambda, over all the
+                           epoch's generator mixes (so it is defined with one lambda per step, too);
+                           NaN when either is constant (e.g. one G step in the epoch, lambda_draw batch)
+        mask_spatial_std   the mean over mixes of the std of M[:,0] within the image
+        mask_lambda_gap    the mean |mean(M[:,0]) - lambda|: 0 when lambda is the mix's real ratio
+        gen_loss           L_gen (Eq. 3) without the mask regulariser, mean over the epoch's G steps
+        mix_loss, real_loss, unlearn_loss   L_mix (Eq. 5), L_real (Eq. 6), L_mix + omega L_real (Eq. 7),
+                           means over the epoch's f_U steps
+        The mask entries exist only where G exists (not for use_mixblock = false or use_mix_loss = false)."""
+        return dict(self._diagnostics)
+
+    def mix_samples(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The first (at most SAMPLE_PAIRS) pairs of the last epoch's last mix of each kind, on the CPU:
+        {"generator" | "unlearner": {"forget", "retain", "mix" (normalised images [k, C, H, W]),
+        "forget_share" (M[:,0], [k, H, W]), "lam" ([k])}}. "unlearner" is the detached mask on pi."""
+        return {kind: {k: v.cpu() for k, v in parts.items()} for kind, parts in self._samples.items()}
+
+    def _record(self, name: str, value: torch.Tensor) -> None:
+        self._records.setdefault(name, []).append(value.detach().float().reshape(-1))
+
+    def _record_mask(self, mask: torch.Tensor, lam: torch.Tensor) -> None:
+        share = mask[:, 0].float().flatten(1)   # [B, H*W]
+        self._record("share", share.mean(dim=1))
+        self._record("spatial_std", share.std(dim=1))
+        self._record("lam", lam)
+
+    def _keep_samples(self, kind: str, x_mix: torch.Tensor, mask: torch.Tensor, lam: torch.Tensor,
+                      forget_idx: torch.Tensor, retain_idx: torch.Tensor) -> None:
+        k = min(SAMPLE_PAIRS, len(lam))
+        self._samples[kind] = {"forget": self._inputs(forget_idx[:k]), "retain": self._inputs(retain_idx[:k]),
+                               "mix": x_mix[:k].detach().float().clone(),
+                               "forget_share": mask[:k, 0].detach().float().clone(), "lam": lam[:k].clone()}
+
+    def _summarise_records(self) -> dict[str, float]:
+        """One device-to-host copy per epoch: the records' means and the share's correlation with lambda."""
+        rec = {name: torch.cat(values) for name, values in self._records.items()}
+        out = {name: rec[name].mean() for name in ("gen_loss", "mix_loss", "real_loss", "unlearn_loss")
+               if name in rec}
+        if "share" in rec:
+            share, lam = rec["share"], rec["lam"]
+            out.update(mask_forget_share=share.mean(), mask_spatial_std=rec["spatial_std"].mean(),
+                       mask_lambda_gap=(share - lam).abs().mean())
+            defined = len(share) > 1 and share.std() > 0 and lam.std() > 0
+            out["mask_lambda_corr"] = torch.corrcoef(torch.stack([share, lam]))[0, 1] if defined else math.nan
+        return {name: float(value) for name, value in out.items()}
 
     @torch.no_grad()
     def _original_outputs(self, idx: torch.Tensor, *, with_features: bool):

@@ -19,6 +19,11 @@ METRICS: dict[str, str] = {
     "asr": "LAF's ASR: membership-inference attacker accuracy on D_f vs unseen test samples",
     "avg_gap": "mean |metric - Retrain's| over UA, RA, TA, MIA-Efficacy; lower is better",
     "unlearn_seconds": "wall time of the unlearning loop, seconds",
+    # MixUnlearn's mask diagnostics (mixunlearn/unlearn.py MixUnlearn.diagnostics), over the epoch's G mixes
+    "mask_forget_share": "mean of G's mask M[:,0], the forget side's share (0.5 = an even blend)",
+    "mask_lambda_corr": "correlation of each G mix's mean forget share with its lambda",
+    "mask_spatial_std": "mean within-image std of G's mask M[:,0] (0 = a constant blend)",
+    "mask_lambda_gap": "mean |mean(M[:,0]) - lambda| of G's mixes (0 = lambda is the real mixing ratio)",
 }
 
 MODES = ("min", "max")

@@ -16,8 +16,9 @@ One trial:
      (trained once per cluster, trainables/references.py) and their metrics; the two models' sha256
      tagged on the run. Cached in this process, so the next trial in a reused actor skips it. Then MixUnlearn,
      restored from `tune.get_checkpoint()` when Tune resumes or retries the trial.
-  5. Every epoch: the metrics to MLflow (step = epoch) and to `tune.report`, with a checkpoint every
-     `checkpoint_every` epochs and at the last one.
+  5. Every epoch: the metrics (with the loop's mask diagnostics and losses) to MLflow (step = epoch) and
+     to `tune.report`, with a checkpoint every `checkpoint_every` epochs and at the last one; at the first
+     and the last epoch, PNG grids of the mixes (trainables/mix_pictures.py) under mix_grids/.
   6. Before the last report: the results to MLflow and the run closed FINISHED. (ASHA answers the report
      at max_t with STOP, and a stopped function never runs again: nothing may come after that report.)
 A trial ASHA stops earlier is closed KILLED by the driver's callback (mixsweep/callback.py), which logs
@@ -40,7 +41,7 @@ from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import Prepared, epochs, prepare
 from mixunlearn.unlearn import MixUnlearn
 
-from . import checkpoint, datasets, records, references
+from . import checkpoint, datasets, mix_pictures, records, references
 
 METHOD = "MixUnlearn"
 
@@ -51,6 +52,7 @@ LOOP_FIELDS = frozenset({
     "targets", "sharpen_T", "alpha", "omega", "tau_gen", "tau_mix", "tau_real", "gen_interval", "gen_steps",
     "gen_target", "ema_momentum", "lr_unlearner", "lr_generator", "epochs", "batch_size", "reduction",
     "use_mix_loss", "use_mixblock", "use_sharpen", "exclude_same_class_pairs", "device",
+    "lambda_draw", "mixblock_form", "mixblock_act", "mask_lambda_weight",
 })
 
 
@@ -106,6 +108,8 @@ def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         last = epoch == cfg.epochs
         if epoch > already_logged:
             records.log_metrics(mlflow_client, run_id, metrics, step=epoch)
+            if epoch == 1 or last:   # the mixes before and after training G
+                mix_pictures.log_mix_grids(mlflow_client, run_id, loop, prepared.data, epoch=epoch)
         rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, METHOD: metrics}
         if last:
             finish(settings, run_id, loop, prepared, metrics)

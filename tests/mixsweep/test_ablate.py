@@ -19,6 +19,7 @@ from PIL import Image
 
 from mixsweep import state as sweep_state
 from mixsweep.cli import main
+from trainables.mix_pictures import GRID_PIXELS, grid_name
 
 pytestmark = pytest.mark.slow
 
@@ -111,6 +112,24 @@ def test_table_equals_statistics_of_the_children_mlflow_metrics(ablation, tmp_pa
     assert "| variant | seeds | asr | test_r | avg_gap | train_f |" in markdown
 
 
+def test_every_child_logs_the_mask_diagnostics_each_epoch_and_the_mix_grids_as_pngs(ablation, tmp_path):
+    state, client, children = ablation
+    for child in children:
+        run_id = child.info.run_id
+        for metric in ("mask_forget_share", "mask_lambda_corr", "mask_spatial_std", "gen_loss", "mix_loss",
+                       "real_loss", "unlearn_loss"):
+            if metric == "real_loss" and child.data.tags["mixsweep.variant"] == "no_real":
+                continue   # omega = 0: L_real is not computed
+            assert sorted(m.step for m in client.get_metric_history(run_id, metric)) == [1, 2], metric
+        share = client.get_metric_history(run_id, "mask_forget_share")
+        assert all(0.0 <= m.value <= 1.0 for m in share)
+        grids = sorted(a.path for a in client.list_artifacts(run_id, "mix_grids"))
+        assert grids == sorted(f"mix_grids/{grid_name(e, k)}" for e in (1, 2) for k in ("generator", "unlearner"))
+        local = client.download_artifacts(run_id, grids[0], str(tmp_path / run_id))
+        with Image.open(local) as image:
+            assert image.format == "PNG" and image.size == GRID_PIXELS
+
+
 def test_no_real_differs_from_full_only_in_what_the_plan_changes(ablation):
     _, _, children = ablation
     params = {(c.data.tags["mixsweep.variant"], int(c.data.tags["mixsweep.seed"])): c.data.params for c in children}
@@ -130,10 +149,14 @@ def test_report_folder_holds_the_png_figures_its_markdown_names(ablation, tmp_pa
     assert main(["report", str(state.local_dir), "--out", str(out)]) == 0
     markdown = (out / "report.md").read_text()
     named = [line.split("](")[1].rstrip(")") for line in markdown.splitlines() if line.startswith("![")]
-    assert named == ["bars.png"]
+    # The bars, G's mask by epoch, and the best run's mix grids (first and last epoch, G's and f_U's mixes).
+    assert named == ["bars.png", "masks.png"] + [f"mix_grids/{grid_name(e, k)}" for e in (1, 2)
+                                                 for k in ("generator", "unlearner")]
     for name in named:
         with Image.open(out / name) as image:
             assert image.format == "PNG" and image.size[0] > 200
+            if name.startswith("mix_grids/"):
+                assert image.size == GRID_PIXELS
     assert "| no_real |" in markdown and "Hardware:" in markdown
     assert read_csv((out / "table.csv").read_text()).keys() == {"no_real", "full", "Retrain"}
 

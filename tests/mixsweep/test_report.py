@@ -15,6 +15,7 @@ from PIL import Image
 
 from mixsweep import state as sweep_state
 from mixsweep.cli import main
+from trainables.mix_pictures import grid_name
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,9 @@ def test_sweep_report_has_every_figure_it_names_as_a_png(sweep, tmp_path):
     assert main(["report", NAME, "--storage", state.storage, "--out", str(out)]) == 0
     markdown = (out / "report.md").read_text()
     named = figures_named(markdown)
-    assert named == ["history.png", "pareto.png", "importances.png", "curves.png"]
+    # ... then G's mask by epoch and the best trial's mix grids (first and last epoch, G's and f_U's mixes).
+    assert named == ["history.png", "pareto.png", "importances.png", "curves.png", "masks.png"] + [
+        f"mix_grids/{grid_name(e, k)}" for e in (1, 2) for k in ("generator", "unlearner")]
     for name in named:
         with Image.open(out / name) as image:
             assert image.format == "PNG" and min(image.size) > 200

@@ -1,17 +1,31 @@
-"""MixBlock: shapes, the paper's parameter count, and a mask that partitions every pixel."""
+"""MixBlock: shapes, the parameter count of each form, and a mask that partitions every pixel."""
+import pytest
 import torch
 
 from mixunlearn.mixblock import MixBlock, mix, plain_mixup_mask
 
 
-def test_parameter_count_matches_the_paper_at_256_channels():
+FORMS = [("two_way", "relu"), ("two_way", "none"), ("one_way", "relu"), ("one_way", "none")]
+
+
+@pytest.mark.parametrize("act", ["relu", "none"])
+def test_parameter_count_matches_the_paper_at_256_channels(act):
     # 2 * (257*128 + 128) + 257 + 1: q and k (1x1 conv + bias) and v (1x1 conv to one channel).
-    assert sum(p.numel() for p in MixBlock(256).parameters()) == 66_306
+    assert sum(p.numel() for p in MixBlock(256, act=act).parameters()) == 66_306
 
 
-def test_mask_shape_and_partition_of_unity():
+@pytest.mark.parametrize("act", ["relu", "none"])
+def test_one_way_has_openmixups_parameter_count_at_256_channels(act):
+    # METHOD.md: one q/k conv 257*128 + 128 and the value conv 257 + 1.
+    assert sum(p.numel() for p in MixBlock(256, form="one_way", act=act).parameters()) == 33_282
+
+
+@pytest.mark.parametrize("form, act", FORMS)
+def test_mask_shape_and_partition_of_unity(form, act):
     torch.manual_seed(0)
-    g = MixBlock(32)
+    g = MixBlock(32, form=form, act=act)
+    for p in g.parameters():            # away from the near-constant init, so the sum is tested on real masks
+        torch.nn.init.normal_(p, 0.0, 0.3)
     h_f, h_r = torch.randn(5, 32, 7, 7), torch.randn(5, 32, 7, 7)
     lam = torch.distributions.Beta(0.75, 0.75).sample((5,))
     mask = g(h_f, h_r, lam, image_size=28)
@@ -20,9 +34,10 @@ def test_mask_shape_and_partition_of_unity():
     torch.testing.assert_close(mask.sum(dim=1), torch.ones(5, 28, 28))
 
 
-def test_mask_depends_on_lambda_and_on_the_features():
+@pytest.mark.parametrize("form, act", FORMS)
+def test_mask_depends_on_lambda_and_on_the_features(form, act):
     torch.manual_seed(0)
-    g = MixBlock(16)
+    g = MixBlock(16, form=form, act=act)
     for p in g.parameters():            # larger weights than the N(0, 0.01) init so the effect is visible
         torch.nn.init.normal_(p, 0.0, 0.5)
     h_f, h_r = torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4)
@@ -37,3 +52,12 @@ def test_mixed_image_is_a_pixelwise_convex_combination():
     lam = torch.tensor([0.0, 0.25, 1.0])
     mixed = mix(x_f, x_r, plain_mixup_mask(lam, 8))
     torch.testing.assert_close(mixed[:, 0, 3, 3], 1 - lam)
+
+
+@pytest.mark.parametrize("form", ["two_way", "one_way"])
+def test_every_form_starts_as_a_near_constant_even_blend(form):
+    # METHOD.md: with N(0, 0.01) weights every form gives M ~ 0.5 everywhere, whatever lambda is.
+    torch.manual_seed(0)
+    mask = MixBlock(64, form=form)(torch.randn(6, 64, 7, 7), torch.randn(6, 64, 7, 7),
+                                   torch.tensor([0.0, 0.1, 0.3, 0.7, 0.9, 1.0]), image_size=28)
+    assert (mask[:, 0] - 0.5).abs().max() < 0.02   # measured: 0.011 (two_way), on unit-variance features

@@ -1,4 +1,5 @@
 """The MixUnlearn loop: exact save/resume, and what it does to a real classifier on Fashion-MNIST."""
+import math
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ def fresh_loop(prepared, cfg):
     {"gen_target": "ema", "exclude_same_class_pairs": True, "gen_interval": 1, "gen_steps": 2},
     {"task": "data", "targets": "aware", "reduction": "mean", "gen_target": "frozen"},
     {"use_mixblock": False},
+    {"lambda_draw": "pair"},
+    {"mixblock_form": "one_way", "mixblock_act": "none", "mask_lambda_weight": 1.0, "gen_interval": 1},
+    {"mixblock_act": "none", "mask_lambda_weight": 0.5, "lambda_draw": "pair", "gen_target": "ema"},
 ])
 def test_resume_from_a_saved_state_replays_the_uninterrupted_run(cache, tmp_path, changes):
     cfg = UnlearnConfig(dataset="tiny", model="cnn_small", ref_epochs=2, epochs=3, batch_size=16,
@@ -43,6 +47,12 @@ def test_resume_from_a_saved_state_replays_the_uninterrupted_run(cache, tmp_path
     assert [m["epoch"] for m in rest] == [2, 3]
     for key in ("train_r", "train_f", "test", "asr", "mia_efficacy", "avg_gap"):
         assert rest[-1][key] == straight[-1][key], key
+    # The mask diagnostics and loss means of the replayed epochs, too (NaN where undefined in both).
+    for replayed, original in zip(rest, straight[1:]):
+        for key in ("mask_forget_share", "mask_spatial_std", "mask_lambda_corr", "gen_loss", "unlearn_loss"):
+            assert (key in replayed) == (key in original), key
+            if key in replayed:
+                assert replayed[key] == original[key] or math.isnan(replayed[key]) and math.isnan(original[key]), key
     for a, b in zip(resumed.unlearner.state_dict().values(), fresh_loop_final(prepared, cfg).values()):
         assert torch.equal(a, b)
 
@@ -71,8 +81,11 @@ def test_original_outputs_are_computed_once_not_every_step(cache, monkeypatch):
 # ---- behaviour on real data ----------------------------------------------------------------------
 # Class-level, label-agnostic MixUnlearn on a Fashion-MNIST subset (400 train / 200 test images per
 # class) with the paper's CNN, on the CPU. The unlearning hyperparameters are METHOD.md's defaults for
-# the CNN, with 12 epochs instead of LAF's 20 (Test_f is at 0.5% by then). The reference recipe trains
-# with lr 1e-3 for 8 epochs instead of LAF's 1e-4 for 20, so f_D learns the subset in seconds.
+# the CNN, with 12 epochs instead of LAF's 20. The reference recipe trains with lr 1e-3 for 8 epochs
+# instead of LAF's 1e-4 for 20, so f_D learns the subset in seconds.
+# Measured (CPU, seed 0, one run each; Dec 2026): f_D Test_r 88.72, Test_f 75.0, avg_gap 38.28.
+#   lambda_draw batch (the default): Test_r 89.22, Test_f 0.0, avg_gap 0.13; omega 0: Test_r 83.39.
+#   lambda_draw pair (the default before): Test_r 89.22, Test_f 0.0, avg_gap 0.17; omega 0: Test_r 80.67.
 REAL = UnlearnConfig(
     dataset="fashion_mnist", train_subset=400, test_subset=200, task="class", forget_class=0,
     model="cnn_small", targets="agnostic", ref_epochs=8, ref_batch_size=32, ref_lr=1e-3,
@@ -116,4 +129,5 @@ def test_without_real_loss_loses_clearly_more_retained_accuracy(real, full_metho
     no_real = unlearned_metrics(real, REAL.replace(omega=0.0))
     lost_full = real.original_metrics["test_r"] - full_method["test_r"]
     lost_no_real = real.original_metrics["test_r"] - no_real["test_r"]
+    # Measured: 5.33 vs -0.50 lost with lambda_draw batch (8.05 vs -0.50 with pair): 0.8 points of slack.
     assert lost_no_real >= lost_full + 5, (real.original_metrics, full_method, no_real)

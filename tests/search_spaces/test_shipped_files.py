@@ -89,6 +89,13 @@ def test_the_component_plan_lists_the_papers_table_3():
     assert len(plan.variants) == 13 and plan.seeds == [0, 1, 2]
 
 
+def test_the_mixblock_plan_varies_the_generators_form_one_choice_at_a_time():
+    plan = load_plan(plan_path("mixblock_forms"))
+    assert {"full", "lambda_pair", "one_way", "mask_lambda", "gen_interval_2", "no_mixblock"} <= set(plan.variants)
+    assert plan.base["lambda_draw"] == "batch" and plan.base["mixblock_form"] == "two_way"
+    assert {"mask_forget_share", "mask_spatial_std"} <= set(plan.metrics) and plan.seeds == [0, 1, 2]
+
+
 def test_the_alpha_plan_varies_only_alpha():
     plan = load_plan(plan_path("alpha_oat"))
     alphas = [config["alpha"] for config in plan.configs.values()]
