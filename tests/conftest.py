@@ -1,6 +1,11 @@
-"""Shared fixtures: a real MLflow tracking server, started by the launcher the cluster head uses."""
+"""Shared fixtures: a real MLflow tracking server, started by the launcher the cluster head uses, and a
+real PostgreSQL for the tests of a cluster's store."""
 import importlib.util
+import os
+import shutil
 import socket
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,14 +19,21 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 
 
-def load_mlflow_launcher():
-    """platform/mlflow/server.py, loaded by path: platform/ is a plain folder, never a package
+POSTGRES_ENV = "MIXSWEEP_TEST_POSTGRES_URI"   # a running PostgreSQL's URI (.ci/run starts one)
+
+
+def load_platform_module(name: str):
+    """platform/mlflow/NAME.py, loaded by path: platform/ is a plain folder, never a package
     (a package named `platform` would shadow the standard-library module)."""
-    spec = importlib.util.spec_from_file_location("mixsweep_mlflow_launcher",
-                                                  ROOT / "platform" / "mlflow" / "server.py")
+    spec = importlib.util.spec_from_file_location(f"mixsweep_mlflow_{name}",
+                                                  ROOT / "platform" / "mlflow" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_mlflow_launcher():
+    return load_platform_module("server")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -45,3 +57,30 @@ def mlflow_server(mlflow_launcher, tmp_path_factory):
         yield server["url"]
     finally:
         mlflow_launcher.stop(state_dir)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """URI of a real PostgreSQL whose user may create databases: $MIXSWEEP_TEST_POSTGRES_URI when set
+    (.ci/run starts one, as a head node does), else a private one started here with
+    platform/mlflow/postgres.py (initdb in a /tmp folder, a free port on 127.0.0.1; as root it runs as
+    the `postgres` user) and stopped at the end."""
+    if os.environ.get(POSTGRES_ENV):
+        yield os.environ[POSTGRES_ENV]
+        return
+    postgres = load_platform_module("postgres")
+    if postgres.bin_dir() is None:
+        pytest.skip("no PostgreSQL installed (initdb on PATH or /usr/lib/postgresql/*/bin): "
+                    "apt-get install postgresql, or set MIXSWEEP_TEST_POSTGRES_URI")
+    state_dir = Path(tempfile.mkdtemp(prefix="mxs-pg-", dir="/tmp"))
+    try:
+        yield postgres.start(state_dir, port=free_port())
+    finally:
+        postgres.stop(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_store(postgres_server):
+    """A postgresql:// store URI naming a database of its own that does not exist yet."""
+    return postgres_server.rsplit("/", 1)[0] + f"/test_{uuid.uuid4().hex[:12]}"

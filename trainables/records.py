@@ -5,6 +5,18 @@ trials that ASHA stopped, logging their last checkpoint's model) and by `mixswee
 run). Everything goes through an explicit `MlflowClient(tracking_uri)`; only `mlflow.pytorch.log_model`
 needs the process-wide tracking URI, which `log_results` sets.
 
+Through a busy or restarting tracking server (trainables/delivery.py does the waiting):
+- every call here is retried with backoff for a bounded time (MIXSWEEP_TRACKING_RETRY_S, on top of
+  MLflow's own HTTP retries); past it the call raises, except `log_metrics`:
+- `log_metrics` keeps the points it could not send and the trial keeps training; later calls send them
+  (in order, with their original timestamps, so a re-send never duplicates a point) once the server
+  answers /health again, and `close_run` sends whatever is left first. If it cannot, it raises, naming
+  how many points of which epochs are missing, and leaves the run unclosed: a run is never FINISHED
+  with points silently missing.
+- opening a run is idempotent: a retried create whose first attempt reached the server finds that run
+  by its tag (the trial id; a one-off id for a top-level run), and a duplicate the HTTP layer's own
+  retry made is deleted, the oldest run kept.
+
 A run's artifacts at the end:
     unlearned_model.pt   the unlearned model's state_dict (torch.load(..., weights_only=True))
     generator.pt         the generator's state_dict (absent for an ablation without one)
@@ -19,6 +31,7 @@ import csv
 import math
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +45,7 @@ from torch import nn
 
 from mixunlearn.run import COLUMNS, format_table
 
-from . import checkpoint
+from . import checkpoint, delivery
 
 PARENT_TAG = "mlflow.parentRunId"      # MLflow's own nesting tag: the UI shows the child under its sweep
 TRIAL_TAG = "mixsweep.trial_id"        # Tune's trial id: a resumed or retried trial finds its run again
@@ -42,6 +55,7 @@ STOPPED_TAG = "mixsweep.stopped_early"     # "true" on a trial ASHA stopped befo
 INTERRUPTED_TAG = "mixsweep.interrupted"   # "true" while a sweep interrupted mid-trial waits for `resume`
 NODE_ID_TAG = "mixsweep.node_id"       # the Ray node the trial (last) ran on: which machine, on a cluster
 NODE_IP_TAG = "mixsweep.node_ip"       # that node's IP address
+OPEN_ID_TAG = "mixsweep.open_id"       # a top-level run's one-off id: a retried create finds its run
 MLFLOW_BATCH = 100                     # MLflow's limit of params per log_batch call
 
 
@@ -52,10 +66,9 @@ def client(tracking_uri: str) -> MlflowClient:
 # ---- opening and closing ------------------------------------------------------------------------------
 
 def find_child_run(mlflow_client: MlflowClient, *, experiment_id: str, parent_run_id: str, trial_id: str):
-    """The child run of `trial_id` under the sweep's parent run, or None."""
-    runs = mlflow_client.search_runs(
-        [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' AND tags.`{TRIAL_TAG}` = '{trial_id}'",
-        run_view_type=ViewType.ALL, max_results=1)
+    """The child run of `trial_id` under the sweep's parent run (the oldest, should there be two), or None."""
+    runs = _runs_tagged(mlflow_client, experiment_id,
+                        f"tags.`{PARENT_TAG}` = '{parent_run_id}' AND tags.`{TRIAL_TAG}` = '{trial_id}'")
     return runs[0] if runs else None
 
 
@@ -66,32 +79,72 @@ def open_child_run(mlflow_client: MlflowClient, *, experiment_id: str, parent_ru
                               trial_id=trial_id)
     if existing is not None:
         if existing.info.status != "RUNNING":
-            mlflow_client.update_run(existing.info.run_id, status="RUNNING")
+            delivery.patiently(lambda: mlflow_client.update_run(existing.info.run_id, status="RUNNING"),
+                               "reopen a run")
         if INTERRUPTED_TAG in existing.data.tags:
-            mlflow_client.delete_tag(existing.info.run_id, INTERRUPTED_TAG)
+            delivery.patiently(lambda: _delete_tag(mlflow_client, existing.info.run_id, INTERRUPTED_TAG),
+                               "delete a tag")
         return existing.info.run_id
-    run = mlflow_client.create_run(experiment_id, run_name=run_name,
-                                   tags={PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id, KIND_TAG: "trial"})
-    log_params(mlflow_client, run.info.run_id, params)
-    return run.info.run_id
+    run_id = _create_once(mlflow_client, experiment_id, run_name=run_name,
+                          tags={PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id, KIND_TAG: "trial"},
+                          identity=f"tags.`{PARENT_TAG}` = '{parent_run_id}' AND tags.`{TRIAL_TAG}` = '{trial_id}'")
+    log_params(mlflow_client, run_id, params)
+    return run_id
 
 
 def open_run(mlflow_client: MlflowClient, *, experiment_id: str, run_name: str, kind: str,
              params: dict[str, Any], tags: dict[str, str] | None = None) -> str:
     """A new top-level run (a sweep's parent, or a `mixsweep train` run) with its params logged."""
-    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags={KIND_TAG: kind, **(tags or {})})
-    log_params(mlflow_client, run.info.run_id, params)
-    return run.info.run_id
+    open_id = uuid.uuid4().hex
+    run_id = _create_once(mlflow_client, experiment_id, run_name=run_name,
+                          tags={KIND_TAG: kind, OPEN_ID_TAG: open_id, **(tags or {})},
+                          identity=f"tags.`{OPEN_ID_TAG}` = '{open_id}'")
+    log_params(mlflow_client, run_id, params)
+    return run_id
+
+
+def _create_once(mlflow_client: MlflowClient, experiment_id: str, *, run_name: str, tags: dict[str, str],
+                 identity: str) -> str:
+    """create_run, retried, leaving exactly one run that matches `identity` (a filter on its tags)."""
+    def attempt() -> str:
+        # A failed attempt may have created the run all the same (the answer was lost): look first.
+        runs = _search_tagged(mlflow_client, experiment_id, identity)
+        if not runs:
+            mlflow_client.create_run(experiment_id, run_name=run_name, tags=tags)
+            runs = _search_tagged(mlflow_client, experiment_id, identity)
+        # MLflow's HTTP layer resends a POST whose answer timed out: that can make two; keep the oldest.
+        for duplicate in runs[1:]:
+            mlflow_client.delete_run(duplicate.info.run_id)
+        return runs[0].info.run_id
+    return delivery.patiently(attempt, "create a run")
+
+
+def _runs_tagged(mlflow_client: MlflowClient, experiment_id: str, filter_string: str) -> list:
+    return delivery.patiently(lambda: _search_tagged(mlflow_client, experiment_id, filter_string), "find a run")
+
+
+def _search_tagged(mlflow_client: MlflowClient, experiment_id: str, filter_string: str) -> list:
+    """Runs (deleted ones left out) matching `filter_string`, oldest first."""
+    return mlflow_client.search_runs([experiment_id], filter_string=filter_string,
+                                     run_view_type=ViewType.ACTIVE_ONLY,
+                                     order_by=["attributes.start_time ASC", "attributes.run_id ASC"], max_results=10)
+
+
+def _delete_tag(mlflow_client: MlflowClient, run_id: str, key: str) -> None:
+    if key in mlflow_client.get_run(run_id).data.tags:   # a retried delete finds it gone: done
+        mlflow_client.delete_tag(run_id, key)
 
 
 def close_run(mlflow_client: MlflowClient, run_id: str, status: str) -> None:
-    """End the run with its true status: FINISHED, FAILED or KILLED."""
+    """End the run with its true status: FINISHED, FAILED or KILLED, once every metric point it was
+    given has reached the server; if some cannot, raise delivery.UnsentMetrics and leave it open."""
     assert status in ("FINISHED", "FAILED", "KILLED"), status
-    mlflow_client.set_terminated(run_id, status=status)
+    delivery.send_unsent(mlflow_client, run_id)
+    delivery.patiently(lambda: mlflow_client.set_terminated(run_id, status=status), "close a run")
 
 
 def run_status(mlflow_client: MlflowClient, run_id: str) -> str:
-    return mlflow_client.get_run(run_id).info.status
+    return delivery.patiently(lambda: mlflow_client.get_run(run_id), "read a run").info.status
 
 
 def ended(run) -> bool:
@@ -110,21 +163,24 @@ def is_running(status: str) -> bool:
 def log_params(mlflow_client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
     items = [Param(k, _param_text(v)) for k, v in params.items()]
     for start in range(0, len(items), MLFLOW_BATCH):
-        mlflow_client.log_batch(run_id, params=items[start:start + MLFLOW_BATCH])
+        chunk = items[start:start + MLFLOW_BATCH]
+        # Logging a param again with the same value is allowed: a retry is harmless.
+        delivery.patiently(lambda: mlflow_client.log_batch(run_id, params=chunk), "log params")
 
 
 def log_metrics(mlflow_client: MlflowClient, run_id: str, metrics: dict[str, Any], *, step: int) -> None:
-    """Every numeric metric at `step` (the epoch), in one call."""
+    """Every numeric metric at `step` (the epoch), in one call; kept and sent later while the server is
+    unreachable (see the module docstring). The timestamp is fixed here, so a re-send is a no-op."""
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, step) for k, v in metrics.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    mlflow_client.log_batch(run_id, metrics=items)
+    delivery.send_metrics(mlflow_client, run_id, items)
 
 
 def last_logged_epoch(mlflow_client: MlflowClient, run_id: str) -> int:
     """The highest epoch already in the run's history (0 for a new run): a resumed trial replays the
     epochs after its checkpoint and must not log the ones before the interruption twice."""
-    history = mlflow_client.get_metric_history(run_id, "epoch")
+    history = delivery.patiently(lambda: mlflow_client.get_metric_history(run_id, "epoch"), "read metrics")
     return max((int(m.step) for m in history), default=0)
 
 
@@ -148,9 +204,19 @@ def log_results(tracking_uri: str, run_id: str, *, model: nn.Module, generator_s
         (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (folder / "metrics_table.txt").write_text(format_table(rows, title=title) + "\n")
         write_metrics_csv(folder / "metrics.csv", rows)
-        mlflow_client.log_artifacts(run_id, str(folder))
+        log_files(mlflow_client, run_id, folder)
     log_pytorch_model(tracking_uri, run_id, model, example)
-    mlflow_client.set_tag(run_id, MODEL_EPOCH_TAG, str(epoch))
+    set_tag(mlflow_client, run_id, MODEL_EPOCH_TAG, str(epoch))
+
+
+def log_files(mlflow_client: MlflowClient, run_id: str, folder: str | Path, artifact_path: str | None = None) -> None:
+    """The files of `folder` as the run's artifacts; an upload retried writes the same paths again."""
+    delivery.patiently(lambda: mlflow_client.log_artifacts(run_id, str(folder), artifact_path=artifact_path),
+                       "upload artifacts")
+
+
+def set_tag(mlflow_client: MlflowClient, run_id: str, key: str, value: str) -> None:
+    delivery.patiently(lambda: mlflow_client.set_tag(run_id, key, value), "set a tag")
 
 
 def log_pytorch_model(tracking_uri: str, run_id: str, model: nn.Module, example: torch.Tensor) -> None:
@@ -173,7 +239,7 @@ def log_pytorch_model(tracking_uri: str, run_id: str, model: nn.Module, example:
         mlflow.pytorch.log_model(model, name="model", input_example=example_array, run_id=run_id,
                                  pip_requirements=requirements, serialization_format="pickle")
         serialization = "pickle"
-    client(tracking_uri).set_tag(run_id, "mixsweep.model_format", serialization)
+    set_tag(client(tracking_uri), run_id, "mixsweep.model_format", serialization)
 
 
 def log_checkpoint_results(tracking_uri: str, run_id: str, checkpoint_dir: str | Path, *, config: dict[str, Any],

@@ -15,16 +15,28 @@
   its private address, which the workers reach), the others are extra listening addresses (127.0.0.1,
   which `ray attach cluster.yaml -p 5000` forwards to). uvicorn binds one address, so with several
   the server runs under gunicorn, which MLflow also ships; the tracking API and UI are the same.
-- A fresh SQLite store is created with `mlflow db upgrade` before the server starts, so its workers
-  never race to create tables. Other SQL stores: run `mlflow db upgrade URI` once yourself.
+- The store is made ready before the workers start, so they never race to create tables: a fresh
+  SQLite file gets `mlflow db upgrade`; a `postgresql://` store gets its database created if the server
+  has none of that name yet (connecting to the `postgres` database with the URI's user), then
+  `mlflow db upgrade` on every start (a no-op when the schema is current; it migrates after an MLflow
+  upgrade). The URI goes to the server in its environment, not its command line, which any user of
+  the machine can read with `ps`.
+- `--trials N` (default 8): the concurrent trials the server must serve. It sets the workers (one for
+  SQLite, which takes one writer at a time; one per TRIALS_PER_WORKER trials for PostgreSQL, at most
+  one per CPU) and each worker's SQLAlchemy pool (MLFLOW_SQLALCHEMYSTORE_POOL_SIZE / _MAX_OVERFLOW):
+  as many connections as the worker has request threads, so no request waits for a connection
+  (SQLAlchemy gives up after 30 s: "QueuePool limit ... reached"). `--workers` overrides the count.
+  The figures behind these numbers: benchmarks/results/tracking_load.md.
 
-Standard library and the `mlflow` CLI only: it runs before anything else is installed or imported.
+Standard library and the `mlflow` CLI only, so it runs before anything else is imported; for a
+`postgresql://` store also SQLAlchemy (MLflow's own dependency) and the driver, psycopg.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import fcntl
+import math
 import os
 import signal
 import socket
@@ -38,10 +50,13 @@ from pathlib import Path
 # ---- defaults for a small head node ----------------------------------------------------------
 DEFAULT_STATE_DIR = "~/.mixsweep/mlflow-server"
 DEFAULT_PORT = 5000
-DEFAULT_WORKERS = 1          # one worker process is ~0.5 GB; trials log a few metrics per epoch
+DEFAULT_TRIALS = 8           # concurrent trials to serve: one GPU's worth (paper space: 8 per GPU)
+TRIALS_PER_WORKER = 32       # PostgreSQL: one ~0.5 GB worker per this many trials (tracking_load.md)
+UVICORN_THREADS = 40         # requests one uvicorn worker runs at once (anyio's thread limiter)
+MIN_GUNICORN_THREADS = 8     # several listening addresses: gunicorn workers, threaded
+POOL_OVERFLOW = 4            # connections beyond the pool, for the server's own background work
 START_TIMEOUT_S = 180.0      # a fresh SQLite store runs ~100 migrations first (10-20 s on 2 cores)
 STOP_TIMEOUT_S = 20.0        # SIGTERM, then SIGKILL for whatever of the group is left
-GUNICORN_THREADS = 8         # several listening addresses: one gunicorn worker, threaded
 EXIT_NOT_RUNNING = 3         # `status` exit code, as LSB init scripts use
 
 
@@ -145,10 +160,10 @@ def _default_allowed_hosts(hosts: list[str], port: int) -> str:
     return ",".join([*own, "localhost,localhost:*,127.0.0.1,127.0.0.1:*"])
 
 
-def _gunicorn_opts(extra_hosts: list[str], port: int) -> str:
+def _gunicorn_opts(extra_hosts: list[str], port: int, threads: int) -> str:
     binds = " ".join(f"-b [{host}]:{port}" if ":" in host else f"-b {host}:{port}"
                      for host in extra_hosts)
-    opts = f"{binds} --threads {GUNICORN_THREADS} --timeout 300"
+    opts = f"{binds} --threads {threads} --timeout 300"
     # Recent gunicorn opens a control socket in ~/.gunicorn, shared by every instance: not wanted.
     probe = subprocess.run([sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True)
     if "--no-control-socket" in probe.stdout:
@@ -167,27 +182,100 @@ def _absolute(location: str) -> str:
     return str(Path(location).expanduser().resolve())
 
 
+def sizing(trials: int, backend_store_uri: str, *, several_hosts: bool, workers: int | None = None) -> dict:
+    """Workers, request threads per worker and SQLAlchemy pool for `trials` concurrent trials."""
+    if trials < 1:
+        raise LauncherError(f"--trials {trials}: give the number of trials that run at once (1 or more).")
+    if workers is None:
+        workers = 1 if backend_store_uri.startswith("sqlite:") else \
+            max(1, min(math.ceil(trials / TRIALS_PER_WORKER), os.cpu_count() or 1))
+    # Each trial has at most one call in flight; the driver adds a few.
+    threads = max(MIN_GUNICORN_THREADS, min(UVICORN_THREADS, math.ceil(trials / workers) + 2)) \
+        if several_hosts else UVICORN_THREADS
+    return {"workers": workers, "threads": threads, "pool_size": threads, "max_overflow": POOL_OVERFLOW}
+
+
+def _shown(uri: str) -> str:
+    """The URI with its password hidden, for messages and logs."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _mlflow_db_upgrade(uri: str, env: dict, log) -> None:
+    result = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", uri],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise LauncherError(f"`mlflow db upgrade {_shown(uri)}` failed (exit {result.returncode}); "
+                            f"see {log.name} for its output.")
+
+
 def _create_sqlite_store_once(uri: str, env: dict, log) -> None:
-    if not uri.startswith("sqlite:///"):
-        return
     db_file = Path(uri.removeprefix("sqlite:///").partition("?")[0])
     if db_file.exists():
         return
     db_file.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", uri],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        raise LauncherError(f"`mlflow db upgrade {uri}` failed (exit {result.returncode}); "
-                            f"see {log.name} for its output.")
+    _mlflow_db_upgrade(uri, env, log)
 
 
-def _server_command(hosts, port, backend_store_uri, artifacts_destination, workers) -> list[str]:
+def create_postgres_database_once(uri: str) -> bool:
+    """Create the database the URI names unless the server has it; True if it was created now."""
+    try:
+        import sqlalchemy
+        from sqlalchemy.engine import make_url
+        engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    except ImportError as error:
+        raise LauncherError(f"A postgresql:// store needs the PostgreSQL driver ({error}); "
+                            f"pip install 'psycopg[binary]' (the project's dependencies include it).") from None
+    name = make_url(uri).database
+    if not name:
+        raise LauncherError(f"{_shown(uri)}: name the database at the end, e.g. postgresql://user:pw@host:5432/mlflow")
+    try:
+        with engine.connect():
+            return False                       # it exists, and this user may use it
+    except sqlalchemy.exc.OperationalError as error:
+        if f'database "{name}" does not exist' not in str(error):
+            raise LauncherError(f"Cannot connect to {_shown(uri)}: {str(error).splitlines()[0]}. "
+                                f"Is PostgreSQL running there (platform/mlflow/postgres.py start)?") from None
+    finally:
+        engine.dispose()
+    server = sqlalchemy.create_engine(make_url(uri).set(database="postgres"), poolclass=sqlalchemy.pool.NullPool,
+                                      isolation_level="AUTOCOMMIT")   # CREATE DATABASE refuses a transaction
+    try:
+        with server.connect() as connection:
+            quoted = server.dialect.identifier_preparer.quote(name)
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {quoted}"))
+    except sqlalchemy.exc.ProgrammingError as error:
+        if "already exists" in str(error):     # another head's launcher made it a moment ago
+            return False
+        raise LauncherError(f"Cannot create database {name!r} on {_shown(uri)}: {str(error).splitlines()[0]}; "
+                            f"create it yourself (createdb {name}) or use a user allowed to.") from None
+    except sqlalchemy.exc.OperationalError as error:
+        raise LauncherError(f"Database {name!r} does not exist on {_shown(uri)} and the server's `postgres` "
+                            f"database cannot be reached to create it ({str(error).splitlines()[0]}); "
+                            f"create it yourself (createdb {name}).") from None
+    finally:
+        server.dispose()
+    return True
+
+
+def _prepare_store(uri: str, env: dict, log) -> None:
+    """Tables made (or migrated) before any worker starts, so workers never race to make them."""
+    if uri.startswith("sqlite:///"):
+        _create_sqlite_store_once(uri, env, log)
+    elif uri.startswith(("postgresql://", "postgresql+")):
+        create_postgres_database_once(uri)
+        _mlflow_db_upgrade(uri, env, log)
+
+
+def _server_command(hosts, port, artifacts_destination, size) -> list[str]:
     command = [sys.executable, "-m", "mlflow", "server",
-               "--host", hosts[0], "--port", str(port), "--workers", str(workers),
-               "--backend-store-uri", backend_store_uri,
+               "--host", hosts[0], "--port", str(port), "--workers", str(size["workers"]),
                "--serve-artifacts", "--artifacts-destination", artifacts_destination]
     if len(hosts) > 1:
-        command += ["--gunicorn-opts", _gunicorn_opts(hosts[1:], port)]
+        command += ["--gunicorn-opts", _gunicorn_opts(hosts[1:], port, size["threads"])]
     return command
 
 
@@ -200,12 +288,13 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 def start(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, *, hosts: list[str] | None = None,
           port: int = DEFAULT_PORT, backend_store_uri: str | None = None,
-          artifacts_destination: str | None = None, workers: int = DEFAULT_WORKERS,
+          artifacts_destination: str | None = None, trials: int = DEFAULT_TRIALS, workers: int | None = None,
           allowed_hosts: str | None = None, timeout: float = START_TIMEOUT_S) -> dict:
     """Start the server (or find it running) and return {"pid", "url", "started"}.
 
     hosts: listening addresses, the first is the URL clients use (default ["127.0.0.1"]).
-    backend_store_uri: SQLAlchemy URI; default sqlite:///STATE_DIR/mlflow.db.
+    backend_store_uri: SQLAlchemy URI (sqlite:///..., postgresql://...); default sqlite:///STATE_DIR/mlflow.db.
+    trials: concurrent trials to serve, which size the workers and pools; workers: overrides the count.
     artifacts_destination: where proxied artifacts land (s3://..., a path); default STATE_DIR/artifacts.
     allowed_hosts: comma-separated Host headers to accept; default the hosts and localhost.
     """
@@ -226,13 +315,18 @@ def start(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, *, hosts: list[str] 
         # Job execution (a task queue MLflow's GenAI features use) costs ~2.5 GB; trials don't need it.
         env = {**os.environ}
         env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        size = sizing(trials, backend_store_uri, several_hosts=len(hosts) > 1, workers=workers)
+        env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] = str(size["pool_size"])
+        env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] = str(size["max_overflow"])
+        env["MLFLOW_BACKEND_STORE_URI"] = backend_store_uri
         # The environment form of --allowed-hosts: the CLI refuses the flag under gunicorn,
         # while both servers' security middleware read the variable.
         env["MLFLOW_SERVER_ALLOWED_HOSTS"] = allowed_hosts or _default_allowed_hosts(hosts, port)
         with open(paths["log"], "ab") as log:
-            _create_sqlite_store_once(backend_store_uri, env, log)
-            command = _server_command(hosts, port, backend_store_uri, artifacts_destination,
-                                      workers)
+            log.write(f"mixsweep launcher: store {_shown(backend_store_uri)}, {size}\n".encode())
+            log.flush()
+            _prepare_store(backend_store_uri, env, log)
+            command = _server_command(hosts, port, artifacts_destination, size)
             # A session of its own: `stop` can end the whole group, and a closing SSH session
             # (`ray up` runs this over SSH) does not hang it up.
             server = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -252,7 +346,7 @@ def start(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, *, hosts: list[str] 
                 raise LauncherError(f"The MLflow server {why}. Last lines of {paths['log']}:\n"
                                     f"{_tail(paths['log'])}")
             time.sleep(0.5)
-        return {"pid": server.pid, "url": url, "healthy": True, "started": True}
+        return {"pid": server.pid, "url": url, "healthy": True, "started": True, **size}
 
 
 # ---- stop ------------------------------------------------------------------------------------
@@ -308,7 +402,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--backend-store-uri", help="default sqlite:///STATE_DIR/mlflow.db")
     parser.add_argument("--artifacts-destination", help="default STATE_DIR/artifacts")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+                        help=f"concurrent trials to serve: sizes workers and pools (default {DEFAULT_TRIALS})")
+    parser.add_argument("--workers", type=int, help="server worker processes (default: from --trials)")
     parser.add_argument("--allowed-hosts", help="comma-separated Host headers (default: the hosts, localhost)")
     parser.add_argument("--timeout", type=float, default=START_TIMEOUT_S,
                         help="seconds `start` waits for /health")
@@ -321,10 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "start":
             server = start(args.state_dir, hosts=args.hosts, port=args.port,
                            backend_store_uri=args.backend_store_uri,
-                           artifacts_destination=args.artifacts_destination, workers=args.workers,
+                           artifacts_destination=args.artifacts_destination, trials=args.trials,
+                           workers=args.workers,
                            allowed_hosts=args.allowed_hosts, timeout=args.timeout)
             verb = "started" if server["started"] else "already running"
-            print(f"MLflow server {verb} at {server['url']} (pid {server['pid']})")
+            size = f", {server['workers']} workers" if server["started"] else ""
+            print(f"MLflow server {verb} at {server['url']} (pid {server['pid']}{size})")
         elif args.action == "stop":
             pid = stop(args.state_dir)
             print(f"MLflow server (pid {pid}) stopped" if pid else "MLflow server not running")

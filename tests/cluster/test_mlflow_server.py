@@ -3,12 +3,15 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 LAUNCHER = Path(__file__).resolve().parents[2] / "platform" / "mlflow" / "server.py"
+# platform/mlflow/postgres.py's max_connections, and the kuberay StatefulSet's
+POSTGRES_MAX_CONNECTIONS = 200
 
 
 def free_port():
@@ -130,3 +133,52 @@ def test_session_server_fixture_records_runs(mlflow_server):
     client.log_metric(run.info.run_id, "forget_acc", 0.1)
     client.set_terminated(run.info.run_id)
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+# ---- a PostgreSQL store, as the cluster files give it ------------------------------------------------
+def test_postgres_store_is_created_once_migrated_and_kept_across_restarts(mlflow_launcher, postgres_store, tmp_path):
+    state, port = tmp_path / "state", free_port()
+    password = urllib.parse.urlsplit(postgres_store).password
+    server = mlflow_launcher.start(state, port=port, backend_store_uri=postgres_store, trials=32)
+    try:
+        client = MlflowClient(tracking_uri=server["url"])
+        run = client.create_run(client.create_experiment("on-postgres"))
+        client.log_metric(run.info.run_id, "avg_gap", 0.5, step=1)
+        # The store's password is in the server's environment, not on a command line `ps` shows.
+        members = [pid for pid, state_ in group_of(server["pid"]) if state_ != "Z"]
+        assert members and all(password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in members)
+    finally:
+        mlflow_launcher.stop(state)
+    assert password not in (state / "server.log").read_text()
+
+    # The database exists now: a second start creates nothing, upgrades nothing, and finds the run.
+    assert mlflow_launcher.create_postgres_database_once(postgres_store) is False
+    server = mlflow_launcher.start(state, port=port, backend_store_uri=postgres_store, trials=32)
+    try:
+        again = MlflowClient(tracking_uri=server["url"]).get_run(run.info.run_id)
+        assert again.data.metrics == {"avg_gap": 0.5}
+    finally:
+        mlflow_launcher.stop(state)
+
+
+def test_start_names_an_unreachable_postgres_store_without_its_password(mlflow_launcher, tmp_path):
+    uri = f"postgresql://mlflow:s3cret@127.0.0.1:{free_port()}/mlflow"
+    with pytest.raises(mlflow_launcher.LauncherError,
+                       match=r"Cannot connect to postgresql://mlflow:\*\*\*@127\.0\.0\.1:\d+/mlflow") as refused:
+        mlflow_launcher.start(tmp_path / "state", port=free_port(), backend_store_uri=uri)
+    assert "s3cret" not in str(refused.value)
+    assert not (tmp_path / "state" / "mlflow.pid").exists()
+
+
+@pytest.mark.parametrize("trials", [1, 8, 32, 128])
+@pytest.mark.parametrize("several_hosts", [False, True], ids=["uvicorn", "gunicorn"])
+def test_sizing_gives_every_request_thread_a_connection_within_postgres_limit(mlflow_launcher, trials, several_hosts):
+    on_sqlite = mlflow_launcher.sizing(trials, "sqlite:///mlflow.db", several_hosts=several_hosts)
+    assert on_sqlite["workers"] == 1                        # one writer at a time: more would only contend
+    size = mlflow_launcher.sizing(trials, "postgresql://u:p@127.0.0.1/mlflow", several_hosts=several_hosts)
+    assert size["pool_size"] >= size["threads"]             # no request thread waits for a connection
+    assert size["workers"] * (size["pool_size"] + size["max_overflow"]) <= POSTGRES_MAX_CONNECTIONS - 10
+    if several_hosts:                                       # gunicorn threads: one per trial, at least
+        assert size["workers"] * size["threads"] >= min(trials, size["workers"] * mlflow_launcher.UVICORN_THREADS)
+    with pytest.raises(mlflow_launcher.LauncherError, match="--trials 0"):
+        mlflow_launcher.sizing(0, "sqlite:///mlflow.db", several_hosts=several_hosts)
