@@ -105,15 +105,18 @@ def client_process(url: str, experiment_id: str, parent_run_id: str, indices: li
         next(sent)
         return send(self, request, **kwargs)
 
-    requests.Session.send = counted_send   # this client process only, which ends with the load
+    requests.Session.send = counted_send
     calls: list = []
     threads = [threading.Thread(target=simulated_trial, args=(url, experiment_id, parent_run_id, i),
                                 kwargs={"epochs": epochs, "epoch_seconds": epoch_seconds,
                                         "artifact_dir": artifact_dir, "calls": calls}) for i in indices]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        requests.Session.send = send
     return calls, next(sent)
 
 
@@ -148,14 +151,17 @@ def run_load(url: str, store_uri: str, trials: int, *, epochs: int, epoch_second
     client = records.client(url)
     experiment_id = client.create_experiment(f"load-{trials}-{time.time_ns()}")
     parent_run_id = records.open_run(client, experiment_id=experiment_id, run_name="load", kind="sweep", params={})
-    groups = [list(range(trials))[k::clients] for k in range(min(clients, trials))]
+    groups = [list(range(trials))[k::max(1, clients)] for k in range(min(max(1, clients), trials))]
     load_before = os.getloadavg()
     started = time.perf_counter()
-    # fork: the children inherit the imported MLflow and start at once; no threads exist yet here.
-    with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=multiprocessing.get_context("fork")) as pool:
-        futures = [pool.submit(client_process, url, experiment_id, parent_run_id, group, epochs, epoch_seconds,
-                               str(artifact_dir)) for group in groups]
-        done = [future.result() for future in futures]
+    if clients == 0:   # every trial a thread of this process (a test process may hold threads: no fork)
+        done = [client_process(url, experiment_id, parent_run_id, groups[0], epochs, epoch_seconds, str(artifact_dir))]
+    else:
+        # fork: the children inherit the imported MLflow and start at once; no threads exist yet here.
+        with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(client_process, url, experiment_id, parent_run_id, group, epochs, epoch_seconds,
+                                   str(artifact_dir)) for group in groups]
+            done = [future.result() for future in futures]
     wall = time.perf_counter() - started
     load_after = os.getloadavg()
     calls = [call for group_calls, _ in done for call in group_calls]
@@ -184,7 +190,7 @@ def run_cell(backend: str, trials: int, args, launcher, postgres_uri: str | None
     else:
         store_uri = postgres_uri.rsplit("/", 1)[0] + f"/load_{trials}_{time.time_ns()}"
     server = launcher.start(cell_dir / "server", hosts=args.hosts, port=free_port(), backend_store_uri=store_uri,
-                            trials=trials)
+                            trials=trials, workers=args.workers)
     try:
         result = run_load(server["url"], store_uri, trials, epochs=args.epochs,
                           epoch_seconds=args.epoch_seconds, clients=args.clients, artifact_mb=args.artifact_mb,
@@ -251,9 +257,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--epoch-seconds", type=float, default=1.0, help="the simulated training time of an epoch")
     parser.add_argument("--artifact-mb", type=float, default=1.0)
-    parser.add_argument("--clients", type=int, default=4, help="client processes the trials are spread over")
+    parser.add_argument("--clients", type=int, default=4,
+                        help="client processes the trials are spread over (0: threads of this process)")
     parser.add_argument("--hosts", nargs="+", default=["127.0.0.1"],
                         help="listening addresses; two (e.g. 127.0.0.1 127.0.0.2) run gunicorn, as the cluster head does")
+    parser.add_argument("--workers", type=int, help="server workers (default: as `server.py --trials N` sizes them)")
     parser.add_argument("--out", default=str(RESULTS / "tracking_load"), help="OUT.json and OUT.md")
     return parser.parse_args()
 
@@ -280,7 +288,8 @@ def main() -> None:
             postgres.stop(work / "pg")
         shutil.rmtree(work, ignore_errors=True)
     report = {"environment": environment(), "settings": {k: getattr(args, k) for k in
-                                                         ("epochs", "epoch_seconds", "artifact_mb", "clients")},
+                                                         ("epochs", "epoch_seconds", "artifact_mb", "clients", "hosts",
+                                                          "workers")},
               "cells": cells}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -48,15 +48,20 @@ def mlflow_launcher():
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(mlflow_launcher, tmp_path_factory):
+def mlflow_server_state(tmp_path_factory) -> Path:
+    """The state directory of the session's server: its SQLite store is STATE/mlflow.db."""
+    return tmp_path_factory.mktemp("mlflow-server")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_launcher, mlflow_server_state):
     """Tracking URI (http://127.0.0.1:PORT) of one server for the whole session: SQLite store and
     proxied artifacts in a temporary directory, stopped (its whole process group) at the end."""
-    state_dir = tmp_path_factory.mktemp("mlflow-server")
-    server = mlflow_launcher.start(state_dir, port=free_port())
+    server = mlflow_launcher.start(mlflow_server_state, port=free_port())
     try:
         yield server["url"]
     finally:
-        mlflow_launcher.stop(state_dir)
+        mlflow_launcher.stop(mlflow_server_state)
 
 
 @pytest.fixture(scope="session")

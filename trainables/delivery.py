@@ -2,7 +2,8 @@
 points a trial could not send kept until the server answers again.
 
 - `patiently(call, what)`: `call()`, retried on a transient failure (no connection, a timeout, HTTP 5xx,
-  429) with exponential backoff and jitter, for MIXSWEEP_TRACKING_RETRY_S seconds from the first try
+  429, and the server's database pool or lock timing out, which MLflow answers as 400) with exponential
+  backoff and jitter, for MIXSWEEP_TRACKING_RETRY_S seconds from the first try
   (default 120); then TrackingUnavailable. Each try is itself MLflow's HTTP request, which MLflow
   already retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES, default 7 with backoff factor 2: about 4 minutes
   when nothing answers), so a try ends by itself and the bound is the larger of the two. A user error
@@ -15,11 +16,13 @@ points a trial could not send kept until the server answers again.
   records.close_run calls it before it closes a run.
 
 Re-sending is safe: a point keeps the timestamp it was given, and MLflow's SQL store ignores a point
-it already holds (same key, step, timestamp and value). The queue is this process's memory: a trial
-process that dies loses its queue, and then Tune reruns the trial from its checkpoint.
+it already holds (same key, step, timestamp and value). The queue is this process's memory: a process
+that exits with points still queued (a trial ASHA stopped while the server was down) says so in its
+log, run by run, as it exits.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import random
@@ -42,6 +45,8 @@ LONGEST_PAUSE_S = 30.0
 HEALTH_TIMEOUT_S = 2.0
 METRICS_PER_CALL = 1000     # MLflow's limit of metrics in one log_batch
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# Server overload that MLflow answers as 400 BAD_REQUEST: its database pool or lock timed out.
+OVERLOAD_MESSAGES = ("QueuePool limit", "database is locked", "too many clients")
 
 T = TypeVar("T")
 
@@ -70,7 +75,8 @@ def retry_seconds() -> float:
 def transient(error: BaseException) -> bool:
     """Whether trying again later may succeed: the server unreachable, overloaded or restarting."""
     if isinstance(error, RestException):
-        return error.get_http_status_code() in TRANSIENT_STATUS
+        return (error.get_http_status_code() in TRANSIENT_STATUS
+                or any(message in str(error.message) for message in OVERLOAD_MESSAGES))
     if isinstance(error, requests.HTTPError):
         return error.response is not None and error.response.status_code in TRANSIENT_STATUS
     if isinstance(error, MlflowException):
@@ -161,3 +167,13 @@ def _answers(uri: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+@atexit.register
+def _say_what_was_never_sent() -> None:
+    with _lock:
+        left = {run_id: points for run_id, points in _unsent.items() if points}
+    for run_id, points in left.items():
+        steps = sorted({point.step for point in points})
+        log.error("%d metric points of MLflow run %s (steps %s..%s) were never sent: the tracking server was "
+                  "unreachable until this process exited", len(points), run_id, steps[0], steps[-1])

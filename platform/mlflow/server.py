@@ -51,7 +51,9 @@ from pathlib import Path
 DEFAULT_STATE_DIR = "~/.mixsweep/mlflow-server"
 DEFAULT_PORT = 5000
 DEFAULT_TRIALS = 8           # concurrent trials to serve: one GPU's worth (paper space: 8 per GPU)
-TRIALS_PER_WORKER = 32       # PostgreSQL: one ~0.5 GB worker per this many trials (tracking_load.md)
+# PostgreSQL: one ~0.5 GB worker per this many trials. At 128 trials on 2 cores one worker served 79
+# requests/s (p99 6.3 s), two 71 (p99 9.4 s), both losing nothing: benchmarks/results/tracking_load.md.
+TRIALS_PER_WORKER = 128
 UVICORN_THREADS = 40         # requests one uvicorn worker runs at once (anyio's thread limiter)
 MIN_GUNICORN_THREADS = 8     # several listening addresses: gunicorn workers, threaded
 POOL_OVERFLOW = 4            # connections beyond the pool, for the server's own background work
@@ -205,8 +207,11 @@ def _shown(uri: str) -> str:
 
 
 def _mlflow_db_upgrade(uri: str, env: dict, log) -> None:
-    result = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", uri],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    # `mlflow db upgrade URI`, with the URI (and its password) in the environment, not on a command line.
+    upgrade = ("import os; from mlflow.cli import cli; "
+               "cli.main(['db', 'upgrade', os.environ['MLFLOW_BACKEND_STORE_URI']], prog_name='mlflow')")
+    result = subprocess.run([sys.executable, "-c", upgrade], env={**env, "MLFLOW_BACKEND_STORE_URI": uri},
+                            stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise LauncherError(f"`mlflow db upgrade {_shown(uri)}` failed (exit {result.returncode}); "
                             f"see {log.name} for its output.")
@@ -316,8 +321,9 @@ def start(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, *, hosts: list[str] 
         env = {**os.environ}
         env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         size = sizing(trials, backend_store_uri, several_hosts=len(hosts) > 1, workers=workers)
-        env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] = str(size["pool_size"])
-        env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] = str(size["max_overflow"])
+        # MLflow's own variables, when the caller sets them, win (a pool tuned by hand, a benchmark).
+        size["pool_size"] = int(env.setdefault("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", str(size["pool_size"])))
+        size["max_overflow"] = int(env.setdefault("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", str(size["max_overflow"])))
         env["MLFLOW_BACKEND_STORE_URI"] = backend_store_uri
         # The environment form of --allowed-hosts: the CLI refuses the flag under gunicorn,
         # while both servers' security middleware read the variable.

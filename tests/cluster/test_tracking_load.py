@@ -16,15 +16,9 @@ def load_benchmark():
     return module
 
 
-def thirty_two_trials(mlflow_launcher, store_uri, tmp_path):
-    state = tmp_path / "server"
-    benchmark = load_benchmark()
-    server = mlflow_launcher.start(state, port=benchmark.free_port(), backend_store_uri=store_uri, trials=TRIALS)
-    try:
-        return benchmark.run_load(server["url"], store_uri, TRIALS, epochs=3,
-                                         epoch_seconds=0.5, clients=2, artifact_mb=1.0, work_dir=tmp_path)
-    finally:
-        mlflow_launcher.stop(state)
+def thirty_two_trials(url, store_uri, tmp_path):
+    return load_benchmark().run_load(url, store_uri, TRIALS, epochs=3, epoch_seconds=0.5, clients=0,
+                                     artifact_mb=1.0, work_dir=tmp_path)
 
 
 def assert_nothing_lost(result):
@@ -35,9 +29,20 @@ def assert_nothing_lost(result):
     assert result["lost_points"] == 0, result
 
 
-def test_32_trials_at_once_on_the_sqlite_default_lose_nothing(mlflow_launcher, tmp_path):
-    assert_nothing_lost(thirty_two_trials(mlflow_launcher, f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path))
+def test_32_trials_at_once_on_the_sqlite_default_lose_nothing(mlflow_launcher, mlflow_server, mlflow_server_state,
+                                                             tmp_path):
+    # The session's server is the launcher's SQLite default; `--trials 32` would size it no differently.
+    store_uri = f"sqlite:///{mlflow_server_state / 'mlflow.db'}"
+    assert mlflow_launcher.sizing(TRIALS, store_uri, several_hosts=False) == \
+        mlflow_launcher.sizing(mlflow_launcher.DEFAULT_TRIALS, store_uri, several_hosts=False)
+    assert_nothing_lost(thirty_two_trials(mlflow_server, store_uri, tmp_path))
 
 
 def test_32_trials_at_once_on_postgresql_lose_nothing(mlflow_launcher, postgres_store, tmp_path):
-    assert_nothing_lost(thirty_two_trials(mlflow_launcher, postgres_store, tmp_path))
+    state = tmp_path / "server"
+    server = mlflow_launcher.start(state, port=load_benchmark().free_port(), backend_store_uri=postgres_store,
+                                   trials=TRIALS)
+    try:
+        assert_nothing_lost(thirty_two_trials(server["url"], postgres_store, tmp_path))
+    finally:
+        mlflow_launcher.stop(state)
