@@ -12,7 +12,9 @@ Ray, and Ray's resources before MLflow, so a refused sweep leaves no run behind)
   the few dozen trials a sweep affords; NSGA-II wants generations of ~50).
 - Early stopping: ASHA on the per-epoch objective (time_attr "epoch", max_t = the most epochs a trial
   can run, grace period = the space's grace_epochs). With several objectives the scheduler is FIFO:
-  ASHA ranks by one metric and would cut trials that are on the Pareto front through another.
+  ASHA ranks by one metric and would cut trials that are on the Pareto front through another. Under
+  ASHA, trials run the CPU attackers (and report to Tune) only at its rungs (`asha_rungs`) and their
+  last epoch; with FIFO, every epoch.
 - Trials: `tune.with_resources` (fractional GPUs pack trials onto one card), reused actors (a fresh
   process costs ~8 s of imports and CUDA start-up, GPU.md), at most --concurrency at once.
 - Records: one MLflow parent run per sweep; each trial's child run nests under it (trainables/records.py);
