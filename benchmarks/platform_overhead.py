@@ -20,7 +20,7 @@ imports, Ray start, Optuna study and MLflow store are each timed alone in a fres
 run` does them; "first trial" is the rest (Tune, the trial's actor and its imports, until the trial's
 first line). On a GPU, --gpu-packing also runs (b) at 1, 2 and 4 trials per GPU (--gpus-per-trial 1,
 0.5, 0.25, concurrency 1, 2, 4). With --runs R each figure is the median of R runs.
-Everything is printed and written to benchmarks/results/platform_overhead-<device>.json with the
+Everything is printed and written to benchmarks/results/platform_overhead-<device>[-<label>].json with the
 hardware, the versions and the number of runs behind each figure.
 """
 from __future__ import annotations
@@ -57,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=4, help="N: trials in each of (a) and (b)")
     parser.add_argument("--epochs", type=int, default=5, help="unlearning epochs per trial (the quick preset's 5)")
     parser.add_argument("--runs", type=int, default=1, help="(a)/(b) pairs; figures are their medians")
+    parser.add_argument("--label", default="", help="appended to the result file's name, e.g. before")
     parser.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs of (b)'s trials = torch threads of both")
     parser.add_argument("--gpu-packing", action="store_true", help="also time 1, 2 and 4 trials per GPU")
     return parser.parse_args()
@@ -221,7 +222,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"platform_overhead-{record['device']}.json"
+    out = RESULTS / f"platform_overhead-{record['device']}{'-' + args.label if args.label else ''}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
 
     n = args.trials
