@@ -9,7 +9,7 @@ models already in the cache (a first, untimed prepare() puts them there), then e
   time the loop is held up by evaluation, attackers waited for included, over all epochs;
 - per trial: the same plus prepare()'s two full evaluations (f_D and Retrain) over prepare + loop.
 The code's own way is used: with mixunlearn.run.evaluated_epochs (this change) the CPU attackers run at
-the rungs of the sweep's ASHA (grace period x 2^k, --grace) and the last epoch, in a background thread;
+the rungs of the sweep's ASHA (grace period x 2^k) and the last epoch (on a GPU in a background thread);
 without it (the code before) everything is evaluated after every epoch. The last epoch's metrics are
 printed with a fingerprint, so two runs can be checked for the same numbers. Each figure is one run;
 the JSON result in benchmarks/results/evaluation_share-<label>.json names hardware, versions and load.
@@ -76,7 +76,8 @@ def measure(name: str, cache: Path | None) -> dict:
     start = time.perf_counter()
     if evaluated_epochs is not None:
         history = [e.metrics for e in evaluated_epochs(prepared, loop, attack_epochs=attack_at)]
-        way = f"accuracies every epoch; attackers at epochs {sorted({*attack_at, cfg.epochs})}, in the background"
+        way = (f"accuracies every epoch; attackers at epochs {sorted({*attack_at, cfg.epochs})}"
+               f"{', in the background' if prepared.device.type == 'cuda' else ''}")
     else:
         history = list(epochs(prepared, loop))
         way = "every metric after every epoch"
