@@ -13,6 +13,9 @@
 Environment: MIXSWEEP_STORAGE (default of --storage), MLFLOW_TRACKING_URI (of --tracking-uri),
 RAY_ADDRESS (of --address), MIXSWEEP_CACHE (each machine's cache), MIXSWEEP_REFERENCES (of
 --references: the reference models every node shares), RAY_TMPDIR (a local Ray's temp folder). A bad flag, file or resource request prints one sentence and exits with status 2.
+
+Parsing and the checks of the user's input (`preflight`) import neither torch, Ray nor MLflow, so
+`mixsweep --help` and a refused command answer at once; each command imports its module after them.
 """
 from __future__ import annotations
 
@@ -20,10 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mixunlearn.config import ConfigError
-from mixunlearn.data import DatasetNotFound
-
-from .errors import EXIT_USAGE, UsageError
+from .errors import EXIT_USAGE, UsageError, user_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,8 +123,37 @@ def space_file(value: str) -> Path:
     raise UsageError(f"{value}: no such space file; pass a YAML path or a preset ({', '.join(list_presets())})")
 
 
+def preflight(args: argparse.Namespace) -> None:
+    """The user's input checked before any heavy import: the files exist and validate, counts are positive.
+    The commands check again (they are also called from Python); this makes a refusal take a blink."""
+    if args.command == "run":
+        from search_spaces import load_space
+
+        load_space(space_file(args.space))
+        for flag, value in (("--trials", args.trials), ("--concurrency", args.concurrency),
+                            ("--checkpoint-every", args.checkpoint_every), ("--epochs", args.epochs)):
+            if value is not None and value < 1:
+                raise UsageError(f"{flag} {value}: it must be a positive whole number")
+    elif args.command == "train" and not Path(args.config).expanduser().is_file():
+        raise UsageError(f"{args.config}: no such file; pass a config YAML such as an exported best.yaml")
+    elif args.command == "ablate":
+        from search_spaces import list_plans, load_plan, plan_path
+
+        path = Path(args.plan).expanduser()
+        if not path.is_file() and args.plan.removesuffix(".yaml") in list_plans():
+            path = plan_path(args.plan)
+        if not path.is_file():
+            raise UsageError(f"{args.plan}: no such plan file; pass an ablation plan YAML or a shipped plan "
+                             f"({', '.join(list_plans())})")
+        load_plan(path)
+    elif args.command in ("export", "resume", "report"):
+        from .state import load
+
+        load(args.sweep, args.storage)
+
+
 def dispatch(args: argparse.Namespace) -> int:
-    # Imported per command: `mixsweep --help` and the UI should not pay for Ray and torch.
+    # Imported per command, after preflight: `mixsweep --help` and a refused command never load Ray or torch.
     if args.command == "run":
         from .sweep import run_sweep
         run_sweep(space_file(args.space), trials=args.trials, concurrency=args.concurrency,
@@ -205,8 +234,9 @@ def dispatch(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        preflight(args)
         return dispatch(args)
-    except (UsageError, ConfigError, DatasetNotFound) as error:
+    except user_errors() as error:
         print(f"mixsweep: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -43,6 +43,7 @@ class SweepState:
     epochs_override: int | None = None
     cache_dir: str | None = None
     references: str | None = None  # the shared reference store (resolve_references); None = each node's cache
+    attack_epochs: list[int] | None = None   # ASHA's rungs: where trials run the CPU attackers (None: every epoch)
 
     @property
     def experiment_path(self) -> str:

@@ -12,7 +12,9 @@ Ray, and Ray's resources before MLflow, so a refused sweep leaves no run behind)
   the few dozen trials a sweep affords; NSGA-II wants generations of ~50).
 - Early stopping: ASHA on the per-epoch objective (time_attr "epoch", max_t = the most epochs a trial
   can run, grace period = the space's grace_epochs). With several objectives the scheduler is FIFO:
-  ASHA ranks by one metric and would cut trials that are on the Pareto front through another.
+  ASHA ranks by one metric and would cut trials that are on the Pareto front through another. Under
+  ASHA, trials run the CPU attackers (and report to Tune) only at its rungs (`asha_rungs`) and their
+  last epoch; with FIFO, every epoch.
 - Trials: `tune.with_resources` (fractional GPUs pack trials onto one card), reused actors (a fresh
   process costs ~8 s of imports and CUDA start-up, GPU.md), at most --concurrency at once.
 - Records: one MLflow parent run per sweep; each trial's child run nests under it (trainables/records.py);
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -99,7 +102,8 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
             address=address, seed=seed, objectives=[[o.metric, o.mode] for o in space.objectives],
             scheduler="asha" if len(space.objectives) == 1 else "fifo", epochs_override=epochs,
             cache_dir=os.environ.get("MIXSWEEP_CACHE"),
-            references=sweep_state.resolve_references(references, storage_path))
+            references=sweep_state.resolve_references(references, storage_path),
+            attack_epochs=asha_rungs(space, epochs) if len(space.objectives) == 1 else None)
         state.parent_run_id = open_parent_run(state, space)
         with parent_closed_on_error(state):
             state.save()
@@ -165,6 +169,16 @@ def max_epochs(space: SweepSpace, epochs_override: int | None) -> int:
     return epochs_override or int(space.base["epochs"])
 
 
+def asha_rungs(space: SweepSpace, epochs_override: int | None) -> list[int]:
+    """The epochs at which ASHA compares trials: grace * reduction^k, k < log(max_t / grace) / log(reduction)
+    + 1 (Ray's async_hyperband._Bracket, one bracket). Trials run their CPU attackers there and at their
+    last epoch only: ASHA reads the objective at no other epoch."""
+    top = max_epochs(space, epochs_override)
+    grace = min(space.sweep.grace_epochs, top)
+    count = int(np.log(top / grace) / np.log(ASHA_REDUCTION) + 1)
+    return [grace * ASHA_REDUCTION ** k for k in range(count)]
+
+
 def make_tuner(state: sweep_state.SweepState, space: SweepSpace, overrides: dict[str, Any]) -> tune.Tuner:
     metrics = [m for m, _ in state.objectives]
     modes = [d for _, d in state.objectives]
@@ -215,7 +229,8 @@ def trainable_for(state: sweep_state.SweepState):
     settings = TrialSettings(
         tracking_uri=state.tracking_uri, experiment_id=state.experiment_id, parent_run_id=state.parent_run_id,
         checkpoint_every=state.checkpoint_every, cpus=state.cpus_per_trial, gpus=state.gpus_per_trial,
-        cache_dir=state.cache_dir, references=state.references)
+        cache_dir=state.cache_dir, references=state.references,
+        attack_epochs=tuple(state.attack_epochs) if state.attack_epochs is not None else None)
     return tune.with_resources(tune.with_parameters(mixunlearn_trial, settings=settings),
                                {"cpu": state.cpus_per_trial, "gpu": state.gpus_per_trial})
 

@@ -5,19 +5,21 @@ METHOD.md "Evaluation". Every value is a percentage and is judged by its distanc
     metrics = evaluate(model, data, split, mia_samples=5000, seed=0)   # {"ua": ..., "asr": ..., ...}
     gap = avg_gap(metrics, evaluate(refs.retrain, data, split))         # the natural sweep objective
 
-evaluate() runs the model once over the training set and once over the test set and derives every
-metric from those softmax outputs. The pieces it composes (accuracy, mia_efficacy, asr, avg_gap)
-take plain numpy arrays, so each can be checked on constructed cases.
+evaluate() runs the model once over the training set and once over the test set (`model_outputs`) and
+derives every metric from those softmax outputs, in two parts of very different cost:
+- `accuracies`: the accuracies and UA, RA, TA; a few numpy reductions, cheap enough for every epoch.
+- `attacks`: MIA-Efficacy (an SVM) and ASR (a gradient-boosted classifier), trained afresh on the CPU;
+  on a GPU they cost more than an unlearning epoch, so a sweep runs them only at the epochs it needs.
+The pieces they compose (accuracy, mia_efficacy, asr, avg_gap) take plain numpy arrays, so each can be
+checked on constructed cases. scikit-learn is imported on first use: the `mixsweep` driver never needs it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.base import ClassifierMixin
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.svm import SVC
 from torch import nn
 
 try:
@@ -26,6 +28,8 @@ except (ImportError, OSError, ValueError):  # a broken install (no libxgboost/li
     xgboost = None
 
 if TYPE_CHECKING:
+    from sklearn.base import ClassifierMixin
+
     from mixunlearn.data import ImageData
     from mixunlearn.tasks import ForgetSplit
 
@@ -35,6 +39,8 @@ ATTACKER: str = "xgboost" if xgboost is not None else "sklearn-hist-gradient-boo
 
 # The SalUn protocol's quantities that Avg. Gap averages over.
 GAP_METRICS = ("ua", "ra", "ta", "mia_efficacy")
+# What only the CPU attackers give (avg_gap needs mia_efficacy): absent at the epochs they do not run.
+ATTACK_METRICS = ("mia_efficacy", "asr", "avg_gap")
 
 
 # ---- forward passes --------------------------------------------------------------------------
@@ -66,17 +72,35 @@ def predict_probs(model: nn.Module, data: ImageData, images_uint8: torch.Tensor,
 
 # ---- the whole evaluation -------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Outputs:
+    """One forward pass of a model over the training set and over the test set: float32 softmax, on the CPU."""
+    train_probs: np.ndarray   # [n_train, K]
+    test_probs: np.ndarray    # [n_test, K]
+
+
+def model_outputs(model: nn.Module, data: ImageData, *, batch_size: int = 1024) -> Outputs:
+    """The softmax outputs every metric derives from: the only part of evaluation that runs the model."""
+    return Outputs(predict_probs(model, data, data.train_images, batch_size=batch_size).cpu().numpy(),
+                   predict_probs(model, data, data.test_images, batch_size=batch_size).cpu().numpy())
+
+
 def evaluate(model: nn.Module, data: ImageData, split: ForgetSplit, *, batch_size: int = 1024,
              mia_samples: int = 5000, seed: int = 0) -> dict[str, float]:
-    """Every METHOD.md metric of `model` on (data, split), in percent.
+    """Every METHOD.md metric of `model` on (data, split), in percent: accuracies() and attacks() of one pass.
 
     Keys: train_r, train_f, test (accuracies), ua, ra, ta, mia_efficacy (SalUn protocol), asr (LAF),
     plus test_r and test_f when split.forget_classes is non-empty (class-level tasks). Train accuracies
     and confidences use split.train_labels (for the noisy task, the corrupted labels f_D learnt).
     `mia_samples` caps each side of the attackers' training sets; `seed` fixes their draws.
     """
-    train_probs = predict_probs(model, data, data.train_images, batch_size=batch_size).cpu().numpy()
-    test_probs = predict_probs(model, data, data.test_images, batch_size=batch_size).cpu().numpy()
+    outputs = model_outputs(model, data, batch_size=batch_size)
+    return {**accuracies(outputs, data, split), **attacks(outputs, data, split, mia_samples=mia_samples, seed=seed)}
+
+
+def accuracies(outputs: Outputs, data: ImageData, split: ForgetSplit) -> dict[str, float]:
+    """train_r, train_f, test, [test_r, test_f,] ua, ra, ta: the cheap part of evaluate()."""
+    train_probs, test_probs = outputs.train_probs, outputs.test_probs
     train_labels = split.train_labels.cpu().numpy()
     test_labels = data.test_labels.cpu().numpy()
     forget = split.forget_idx.cpu().numpy()
@@ -98,10 +122,22 @@ def evaluate(model: nn.Module, data: ImageData, split: ForgetSplit, *, batch_siz
     metrics["ua"] = 100.0 - metrics["train_f"]
     metrics["ra"] = metrics["train_r"]
     metrics["ta"] = metrics["test_r"] if class_level else metrics["test"]
+    return metrics
+
+
+def attacks(outputs: Outputs, data: ImageData, split: ForgetSplit, *, mia_samples: int = 5000,
+            seed: int = 0) -> dict[str, float]:
+    """mia_efficacy and asr: the costly part of evaluate(), numpy and scikit-learn only (no torch, no model),
+    so it can run in another thread while the next epoch trains."""
+    train_probs, test_probs = outputs.train_probs, outputs.test_probs
+    train_labels = split.train_labels.cpu().numpy()
+    test_labels = data.test_labels.cpu().numpy()
+    forget = split.forget_idx.cpu().numpy()
+    retain = split.retain_idx.cpu().numpy()
     train_conf = true_class_confidence(train_probs, train_labels)
     test_conf = true_class_confidence(test_probs, test_labels)
-    metrics["mia_efficacy"] = mia_efficacy(train_conf[retain], test_conf, train_conf[forget], seed,
-                                           max_samples=mia_samples)
+    metrics = {"mia_efficacy": mia_efficacy(train_conf[retain], test_conf, train_conf[forget], seed,
+                                            max_samples=mia_samples)}
 
     # LAF's ASR: the test set is held shuffled, so its first n samples are a fair non-member draw and
     # the next m are unseen by the attacker.
@@ -146,6 +182,8 @@ def mia_efficacy(conf_members: np.ndarray, conf_nonmembers: np.ndarray, conf_for
     nonmembers = conf_nonmembers[rng.choice(len(conf_nonmembers), n, replace=False)]
     features = np.concatenate([members, nonmembers]).reshape(-1, 1)
     is_member = np.concatenate([np.ones(n), np.zeros(n)])
+    from sklearn.svm import SVC   # here, not at the top: see the module docstring
+
     svm = SVC(C=3, gamma="auto", kernel="rbf").fit(features, is_member)
     return 100.0 * float(np.mean(svm.predict(np.reshape(conf_forget, (-1, 1))) == 0))
 
@@ -184,4 +222,6 @@ def make_attacker(seed: int) -> ClassifierMixin:
     """A fresh, seeded gradient-boosted classifier of the kind ATTACKER names."""
     if xgboost is not None:
         return xgboost.XGBClassifier(n_estimators=100, random_state=seed)
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
     return HistGradientBoostingClassifier(max_iter=100, random_state=seed)

@@ -16,9 +16,14 @@ One trial:
      (trained once per cluster, trainables/references.py) and their metrics; the two models' sha256
      tagged on the run. Cached in this process, so the next trial in a reused actor skips it. Then MixUnlearn,
      restored from `tune.get_checkpoint()` when Tune resumes or retries the trial.
-  5. Every epoch: the metrics (with the loop's mask diagnostics and losses) to MLflow (step = epoch) and
-     to `tune.report`, with a checkpoint every `checkpoint_every` epochs and at the last one; at the first
-     and the last epoch, PNG grids of the mixes (trainables/mix_pictures.py) under mix_grids/.
+  5. Every epoch: the metrics (with the loop's mask diagnostics and losses) to MLflow (step = epoch); at
+     the first and the last epoch, PNG grids of the mixes (trainables/mix_pictures.py) under mix_grids/.
+     The CPU attackers (mia_efficacy, asr, avg_gap) run only at `attack_epochs` (ASHA's rungs) and the
+     last epoch, on a GPU in a background thread while the next epoch trains
+     (mixunlearn.run.evaluated_epochs); such an epoch goes to MLflow and to `tune.report` when they are
+     done. Tune hears only epochs with every metric: ASHA reads no other, and Tune refuses a report
+     without the objective. A checkpoint goes with a report once `checkpoint_every` epochs have passed
+     since the last one, and with the last report.
   6. Before the last report: the results to MLflow and the run closed FINISHED. (ASHA answers the report
      at max_t with STOP, and a stopped function never runs again: nothing may come after that report.)
 A trial ASHA stops earlier is closed KILLED by the driver's callback (mixsweep/callback.py), which logs
@@ -38,7 +43,8 @@ from mlflow.entities import RunTag
 from ray import tune
 
 from mixunlearn.config import UnlearnConfig
-from mixunlearn.run import Prepared, epochs, prepare
+from mixunlearn.metrics import ATTACK_METRICS
+from mixunlearn.run import Prepared, evaluated_epochs, prepare
 from mixunlearn.unlearn import MixUnlearn
 
 from . import checkpoint, datasets, mix_pictures, records, references
@@ -67,6 +73,7 @@ class TrialSettings:
     gpus: float = 0.0              # GPUs Ray reserves per trial (fractions pack trials onto one GPU)
     cache_dir: str | None = None   # reference-model cache; None = $MIXSWEEP_CACHE or ~/.cache/mixsweep
     references: str | None = None  # the shared reference store (folder or URI); None = each node's cache alone
+    attack_epochs: tuple[int, ...] | None = None   # where the attackers run (+ the last epoch); None = every epoch
 
 
 def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
@@ -102,21 +109,29 @@ def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         with resumed_from.as_directory() as directory:
             loop.load_state_dict(checkpoint.read(directory).state)
     already_logged = records.last_logged_epoch(mlflow_client, run_id)
+    checkpointed = loop.epoch
 
-    for metrics in epochs(prepared, loop):
+    for evaluated in evaluated_epochs(prepared, loop, attack_epochs=settings.attack_epochs):
+        metrics = evaluated.metrics
         epoch = int(metrics["epoch"])
         last = epoch == cfg.epochs
         if epoch > already_logged:
             records.log_metrics(mlflow_client, run_id, metrics, step=epoch)
-            if epoch == 1 or last:   # the mixes before and after training G
-                mix_pictures.log_mix_grids(mlflow_client, run_id, loop, prepared.data, epoch=epoch)
+            if epoch == 1 or last:   # the mixes before and after training G, at the loop's epoch (a
+                # deferred epoch 1 arrives after epoch 2 trained)
+                mix_pictures.log_mix_grids(mlflow_client, run_id, loop, prepared.data, epoch=loop.epoch)
+        if any(name not in metrics for name in ATTACK_METRICS):
+            continue   # the accuracies of an epoch between rungs: MLflow's history only
         rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, METHOD: metrics}
         if last:
             finish(settings, run_id, loop, prepared, metrics)
         result = {**metrics, "mlflow_run_id": run_id, "gpu_seconds": metrics["unlearn_seconds"] * settings.gpus}
-        if last or epoch % settings.checkpoint_every == 0:
+        if last or epoch - checkpointed >= settings.checkpoint_every:
+            checkpointed = epoch
+            # A deferred epoch carries its own state: the loop has trained the next epoch since.
+            state = evaluated.state if evaluated.state is not None else loop.state_dict()
             with tempfile.TemporaryDirectory(prefix="mixsweep-ckpt-") as directory:
-                checkpoint.write(directory, state=loop.state_dict(), epoch=epoch, model=model_spec(prepared),
+                checkpoint.write(directory, state=state, epoch=epoch, model=model_spec(prepared),
                                  rows=rows, example=input_example(prepared))
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
         else:

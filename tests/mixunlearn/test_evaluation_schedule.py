@@ -1,0 +1,71 @@
+"""Evaluation the sweep's way: accuracies every epoch, the CPU attackers only where asked and in the
+background, and the very numbers of the full evaluation wherever they are computed."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mixunlearn.config import UnlearnConfig
+from mixunlearn.metrics import ATTACK_METRICS
+from mixunlearn.run import epochs, evaluated_epochs, prepare
+from mixunlearn.unlearn import MixUnlearn
+
+CFG = UnlearnConfig(dataset="tiny", model="cnn_small", ref_epochs=2, epochs=5, batch_size=16, mia_samples=200)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    torch.set_num_threads(1)
+    return prepare(CFG, device="cpu", cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def loop_of(prepared):
+    return MixUnlearn(CFG, prepared.data, prepared.split, original=prepared.references.original, device="cpu")
+
+
+def timeless(metrics):
+    return {k: v for k, v in metrics.items() if "seconds" not in k}
+
+
+@pytest.fixture(scope="module")
+def full(prepared):
+    """The old way: every metric after every epoch, in the foreground."""
+    return [timeless(m) for m in epochs(prepared, loop_of(prepared))]
+
+
+def test_deferred_attackers_give_the_full_evaluation_at_their_epochs_and_the_last(prepared, full):
+    deferred = list(evaluated_epochs(prepared, loop_of(prepared), attack_epochs=(2, 3), background=True))
+    assert [int(e.metrics["epoch"]) for e in deferred] == [1, 2, 3, 4, 5]
+    for epoch, everything in zip(deferred, full):
+        number = int(everything["epoch"])
+        if number in (2, 3, 5):
+            assert timeless(epoch.metrics) == everything, number   # bit for bit, the attackers included
+        else:
+            assert not set(ATTACK_METRICS) & set(epoch.metrics)
+            assert timeless(epoch.metrics) == {k: v for k, v in everything.items() if k not in ATTACK_METRICS}
+    assert deferred[-1].metrics == {**deferred[-1].metrics, **full[-1]}
+
+
+def test_a_deferred_epoch_carries_its_own_state_for_the_checkpoint(prepared):
+    deferred = {int(e.metrics["epoch"]): e for e in
+                evaluated_epochs(prepared, loop_of(prepared), attack_epochs=(2,), background=True)}
+    assert deferred[2].state is not None and deferred[2].state["epoch"] == 2
+    assert deferred[1].state is None and deferred[5].state is None   # the loop's current state is theirs
+    two_epochs = loop_of(prepared)
+    two_epochs.train_epoch()
+    two_epochs.train_epoch()
+    for name, weights in two_epochs.unlearner.state_dict().items():
+        assert torch.equal(deferred[2].state["unlearner"][name], weights), name
+
+    resumed = loop_of(prepared)
+    resumed.load_state_dict(deferred[2].state)
+    rest = [timeless(m) for m in epochs(prepared, resumed)]
+    straight = [timeless(m) for m in epochs(prepared, loop_of(prepared))]
+    assert rest == straight[2:]   # resuming from the deferred epoch's checkpoint replays the run
+
+
+def test_the_evaluate_of_a_model_is_the_sum_of_its_two_parts(prepared):
+    model = prepared.references.original
+    outputs = prepared.outputs(model)
+    assert prepared.attack(outputs, prepared.accuracies(outputs)) == prepared.evaluate(model)
+    assert prepared.evaluate(model) == prepared.original_metrics
