@@ -150,7 +150,7 @@ def render_cluster_file(home: Path) -> dict:
     assert installs, "the on-prem file no longer installs the project: update this test"
     config["setup_commands"] = [c for c in config["setup_commands"] if "pip install" not in c]
     storage = "/mnt/shared/mixsweep/tune"
-    assert storage in config["head_setup_commands"][0]
+    assert any(storage in c for c in config["head_setup_commands"]), "the on-prem file's storage moved: update this test"
     config["head_setup_commands"] = [c.replace(storage, f"{home}/shared/tune") for c in config["head_setup_commands"]]
     return config
 
@@ -326,8 +326,10 @@ def test_ray_up_the_onprem_file_over_ssh_run_a_sweep_job_and_ray_down(tmp_path):
         assert {c["tags"]["mixsweep.node_ip"] for c in children} == {HEAD_IP}
         assert all("avg_gap" in c["metrics"] for c in children)
 
-        # Teardown as the cluster file says: the MLflow server first (`ray down` ends Ray only).
+        # Teardown as the cluster file says: the MLflow server and its PostgreSQL first (`ray down` ends Ray only).
         step("mlflow stop", f"ray exec {cluster} 'python ~/mixsweep/platform/mlflow/server.py stop "
+             f"--state-dir ~/mixsweep-state'", 120)
+        step("postgres stop", f"ray exec {cluster} 'python ~/mixsweep/platform/mlflow/postgres.py stop "
              f"--state-dir ~/mixsweep-state'", 120)
         down = step("ray down", f"ray down -y {cluster}", 300, cwd=ROOT)
         assert "Stopped all" in down, down[-3000:]   # its stop command found `ray` on the login PATH
