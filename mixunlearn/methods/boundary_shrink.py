@@ -35,10 +35,7 @@ class BoundaryShrink(Method):
 
     def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
         super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)
-        h = self.hyper
-        self.model = self.trainable_copy(original)
-        self.optimizer = self.sgd(self.model.parameters(), lr=h.lr, momentum=h.momentum,
-                                  weight_decay=h.weight_decay)
+        self.model, self.optimizer = self.copy_with_sgd(original)
         self.adversarial_labels = self.labels.clone()
         self.adversarial_labels[self.forget_idx] = torch.cat(
             [self.nearest_wrong_class(idx) for idx in self.forget_idx.split(self.cfg.eval_batch_size)])

@@ -202,6 +202,13 @@ class Method:
     def sgd(self, params, *, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
         return torch.optim.SGD(list(params), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
+    def copy_with_sgd(self, original: nn.Module) -> tuple[nn.Module, torch.optim.SGD]:
+        """f_D's trainable copy and SGD over all of it with the method's lr, momentum and weight decay:
+        the set-up of every method that fine-tunes the whole network (BASELINES.md, optimiser defaults)."""
+        model = self.trainable_copy(original)
+        h = self.hyper
+        return model, self.sgd(model.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
+
     @staticmethod
     def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         for group in optimizer.param_groups:

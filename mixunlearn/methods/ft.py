@@ -33,9 +33,7 @@ class FT(Method):
         super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)
         h = self.hyper
         assert h.schedule in ("cosine", "constant"), f"ft schedule {h.schedule!r}: use cosine or constant"
-        self.model = self.trainable_copy(original)
-        self.optimizer = self.sgd(self.model.parameters(), lr=h.lr, momentum=h.momentum,
-                                  weight_decay=h.weight_decay)
+        self.model, self.optimizer = self.copy_with_sgd(original)
 
     def run_epoch(self) -> None:
         h = self.hyper

@@ -29,10 +29,7 @@ class GA(Method):
 
     def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
         super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)
-        h = self.hyper
-        self.model = self.trainable_copy(original)
-        self.optimizer = self.sgd(self.model.parameters(), lr=h.lr, momentum=h.momentum,
-                                  weight_decay=h.weight_decay)
+        self.model, self.optimizer = self.copy_with_sgd(original)
 
     def run_epoch(self) -> None:
         for idx in self.batches(self.forget_idx, self.hyper.batch_size):

@@ -37,9 +37,7 @@ class RL(Method):
         super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)
         h = self.hyper
         assert h.mixing in ("sequential", "concat"), f"{self.name} mixing {h.mixing!r}: use sequential or concat"
-        self.model = self.trainable_copy(original)
-        self.optimizer = self.sgd(self.model.parameters(), lr=h.lr, momentum=h.momentum,
-                                  weight_decay=h.weight_decay)
+        self.model, self.optimizer = self.copy_with_sgd(original)
 
     def run_epoch(self) -> None:
         h = self.hyper

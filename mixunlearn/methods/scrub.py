@@ -48,10 +48,7 @@ class SCRUB(Method):
 
     def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
         super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)
-        h = self.hyper
-        self.model = self.trainable_copy(original)
-        self.optimizer = self.sgd(self.model.parameters(), lr=h.lr, momentum=h.momentum,
-                                  weight_decay=h.weight_decay)
+        self.model, self.optimizer = self.copy_with_sgd(original)
         everyone = torch.arange(len(split.train_labels), device=self.device)
         self.teacher_logits = self.frozen_logits(original, everyone)
         self.max_steps = 0   # max steps taken so far (tests check they stop after msteps epochs)
