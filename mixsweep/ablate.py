@@ -40,7 +40,7 @@ from mixunlearn.config import UnlearnConfig
 from search_spaces import AblationPlan, list_plans, load_plan
 from search_spaces import plan_path as plan_path_of
 from trainables import records
-from trainables.mixunlearn_trial import METHOD
+from trainables.unlearn_trial import method_row
 
 from . import cluster, evidence, provenance, state as sweep_state, tracking
 from .console import ProgressTable
@@ -129,7 +129,7 @@ class PlanSearcher(Searcher):
 
 def run_key(config: dict[str, Any]) -> str:
     """A config's identity: the plan's runs are pairwise different (load_plan refuses twins; seeds differ)."""
-    return json.dumps(UnlearnConfig.from_dict(config, source="ablation run").to_dict(), sort_keys=True)
+    return json.dumps(UnlearnConfig.from_params(config, source="ablation run").to_dict(), sort_keys=True)
 
 
 # ---- the command -----------------------------------------------------------------------------------------
@@ -293,7 +293,6 @@ def collect(state: sweep_state.SweepState, info: AblationInfo) -> list[RunMeasur
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     keys = {run_key({**config, "seed": seed}): (variant, seed)
             for variant, config in info.configs.items() for seed in info.seeds}
-    fields = set(UnlearnConfig.field_names())
     client = records.client(state.tracking_uri)
     children = client.search_runs(
         [state.experiment_id], filter_string=f"tags.`{records.PARENT_TAG}` = '{state.parent_run_id}' "
@@ -304,7 +303,7 @@ def collect(state: sweep_state.SweepState, info: AblationInfo) -> list[RunMeasur
         if VARIANT_TAG in run.data.tags:
             place = (run.data.tags[VARIANT_TAG], int(run.data.tags[SEED_TAG]))
         else:
-            place = keys.get(run_key({k: v for k, v in run.data.params.items() if k in fields}))
+            place = keys.get(run_key(run.data.params))
         if place is not None:
             latest[place] = run   # a trial run twice (retried after a lost driver) counts once: the last
     provenance.refuse_mixed_references({f"{variant}/seed{seed}": run.data.tags for (variant, seed), run in
@@ -354,7 +353,8 @@ def write_table(state: sweep_state.SweepState, info: AblationInfo, *, echo: bool
 
 
 def table_document(state: sweep_state.SweepState, info: AblationInfo, table: AblationTable) -> str:
-    method = f"{METHOD} on {info.dataset} / {info.task}"
+    titles = dict.fromkeys(method_row(UnlearnConfig.from_dict(c)) for c in info.configs.values())
+    method = f"{' / '.join(titles)} on {info.dataset} / {info.task}"
     return "\n".join([
         f"# Ablation {state.name}: {method}", "",
         f"Plan: `{info.plan_file}`; seeds {', '.join(map(str, info.seeds))}; MLflow parent run "

@@ -21,7 +21,7 @@ from ray.tune.experiment import Trial
 
 from mixunlearn.config import UnlearnConfig
 from trainables import records
-from trainables.mixunlearn_trial import table_title
+from trainables.unlearn_trial import table_title
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def close_child(trial: Trial, status: str, *, tracking_uri: str, experiment_id: 
         with trial.checkpoint.as_directory() as directory:
             epoch = records.log_checkpoint_results(tracking_uri, run_id, directory, config=cfg.to_dict(),
                                                    title=table_title(cfg))
-        if epoch < cfg.epochs:
+        if epoch < cfg.unlearn_epochs:
             client.set_tag(run_id, records.STOPPED_TAG, "true")
     records.close_run(client, run_id, status)
 

@@ -25,9 +25,11 @@ from pathlib import Path
 
 from .errors import EXIT_USAGE, UsageError, user_errors
 
+EXIT_DIVERGED = 1   # `mixsweep train` of a run whose loss went NaN or Inf
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mixsweep", description="Ray Tune + Optuna + MLflow sweeps of MixUnlearn.")
+    parser = argparse.ArgumentParser(prog="mixsweep", description="Ray Tune + Optuna + MLflow sweeps of MixUnlearn and the unlearning baselines.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="start a sweep of a space YAML (a file or a preset name)")
@@ -239,6 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as error:
         print(f"mixsweep: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as error:
+        # A run that diverged (mixsweep train): a result, in one line, exit 1. The class is looked up, not
+        # imported: this module stays free of torch until a command needs it.
+        diverged = getattr(sys.modules.get("mixunlearn.methods.common"), "Diverged", None)
+        if diverged is not None and isinstance(error, diverged):
+            print(f"mixsweep: {error}", file=sys.stderr)
+            return EXIT_DIVERGED
+        raise
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException
 
 from mixunlearn.config import UnlearnConfig
 from trainables import records
-from trainables.mixunlearn_trial import LOOP_FIELDS, METHOD
+from trainables.unlearn_trial import method_row
 
 from . import provenance, state as sweep_state, tracking
 from .errors import UsageError
@@ -34,8 +34,10 @@ from .tables import ORIGINAL, RETRAIN, PaperTable, paper_table
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 HEADER_RUN = re.compile(r"MLflow run ([0-9a-f]{32})")
-# Fields that change neither the split nor f_D / Retrain: runs differing only in these share the Retrain row.
-NOT_REFERENCE = LOOP_FIELDS | {"seed", "device", "eval_batch_size", "mia_samples", "data_root"}
+# Common fields that change neither the split nor f_D / Retrain (a method's own fields never do): runs
+# differing only in these share the Retrain row.
+NOT_REFERENCE = {"method", "targets", "seed", "device", "eval_batch_size", "mia_samples", "data_root"}
+REFERENCE_FIELDS = [name for name in UnlearnConfig.common_fields() if name not in NOT_REFERENCE]
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,7 @@ def compare(inputs: list[str], *, storage: str | None = None, tracking_uri: str 
         rows[label], configs[label] = load_run(compared)
     first = labels[0]
     for label in labels[1:]:
-        differing = [k for k, v in configs[first].items()
-                     if k not in NOT_REFERENCE and v != configs[label][k]]
+        differing = [k for k in REFERENCE_FIELDS if configs[first][k] != configs[label][k]]
         if differing:
             raise UsageError(f"{label}: its {differing[0]} is {configs[label][differing[0]]!r}, not "
                              f"{configs[first][differing[0]]!r} as in {first}, so it is measured against another "
@@ -74,7 +75,8 @@ def compare(inputs: list[str], *, storage: str | None = None, tracking_uri: str 
     cfg = configs[first]
     kind = "class" if cfg["task"] == "class" or (cfg["task"] == "semi" and cfg["semi_base"] == "class") else "data"
     table = paper_table(task_kind=kind, original=rows[first][ORIGINAL], retrain=rows[first][RETRAIN],
-                        methods={label: rows[label][METHOD] for label in labels})
+                        methods={label: rows[label][method_row(UnlearnConfig.from_dict(configs[label]))]
+                                 for label in labels})
     title = f"{cfg['dataset']} / {cfg['task']} / {cfg['model']} / targets {cfg['targets']}"
     return Comparison(table=table, title=title, inputs=resolved)
 
@@ -135,13 +137,12 @@ def load_run(compared: Compared) -> tuple[dict[str, dict[str, float]], dict]:
     except (MlflowException, OSError) as error:   # no such run, or no metrics.csv in it
         raise UsageError(f"{compared.label}: MLflow run {compared.run_id} in {compared.tracking_uri} has no "
                          f"results ({str(error).splitlines()[0]}); pick a run that finished") from None
-    missing = [name for name in (ORIGINAL, RETRAIN, METHOD) if name not in rows]
+    cfg = UnlearnConfig.from_params(run.data.params, source=f"MLflow run {compared.run_id} params")
+    missing = [name for name in (ORIGINAL, RETRAIN, method_row(cfg)) if name not in rows]
     if missing:
         raise UsageError(f"{compared.label}: the metrics.csv of MLflow run {compared.run_id} has no {missing[0]} "
-                         "row; pick a run of a MixUnlearn trial or `mixsweep train`")
-    fields = set(UnlearnConfig.field_names())
-    config = UnlearnConfig.from_dict({k: v for k, v in run.data.params.items() if k in fields},
-                                     source=f"MLflow run {compared.run_id} params").to_dict()
+                         "row; pick a run of a sweep's trial or of `mixsweep train`")
+    config = cfg.to_dict()
     return rows, config
 
 

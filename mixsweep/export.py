@@ -86,7 +86,6 @@ def export_sweep(sweep: str, *, storage: str | None = None) -> Export:
 
 def trial_rows(trials: list, state: sweep_state.SweepState) -> list[dict[str, Any]]:
     client = records.client(state.tracking_uri)
-    fields = UnlearnConfig.field_names()
     rows = []
     shown = time.monotonic()
     for done, trial in enumerate(trials):
@@ -103,7 +102,7 @@ def trial_rows(trials: list, state: sweep_state.SweepState) -> list[dict[str, An
             "tune_status": trial.status,
             "mlflow_run_id": run.info.run_id if run else "",
             "duration_s": float(result.get("time_total_s", math.nan)),
-            **{k: config[k] for k in fields},
+            **config,
             **{m: _number(result.get(m)) for m in REPORTED_METRICS},
         })
     return rows
@@ -151,14 +150,15 @@ def pareto_front(rows: list[dict[str, Any]], objectives: list[list[str]]) -> lis
 
 
 def write_config(row: dict[str, Any], path: Path, state: sweep_state.SweepState, *, title: str) -> Path:
-    config = {k: row[k] for k in UnlearnConfig.field_names()}
+    cfg = UnlearnConfig.from_params(row, source=f"trial {row['trial_id']}")
+    config = cfg.to_dict()
     values = ", ".join(f"{m} = {row[m]:.4g}" for m, _ in state.objectives)
     lines = [f"# {title} of sweep {state.name}: trial {row['trial_id']}, MLflow run {row['mlflow_run_id']}, "
              f"{values} at epoch {int(row['epoch'])}."]
-    if int(row["epoch"]) < config["epochs"]:
-        lines.append(f"# ASHA stopped it after epoch {int(row['epoch'])} of {config['epochs']}: epochs is set to "
-                     f"{int(row['epoch'])}, the run it was ranked by.")
-        config["epochs"] = int(row["epoch"])
+    if int(row["epoch"]) < cfg.unlearn_epochs:
+        lines.append(f"# ASHA stopped it after epoch {int(row['epoch'])} of {cfg.unlearn_epochs}: it is cut to "
+                     f"{int(row['epoch'])} epochs, the run it was ranked by.")
+        config = cfg.truncated(int(row["epoch"])).to_dict()
     lines += [f"# Re-run: mixsweep train {path.name} -- exact on CPU with the trial's torch threads (next line).",
               f"{THREADS_LINE}{state.threads}"]
     if state.references:

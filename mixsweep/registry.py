@@ -148,15 +148,13 @@ def register_rows(state: sweep_state.SweepState, rows: dict[str, list[Any]], *, 
     the ablation's variants, or a benchmark's rows."""
     client = records.client(state.tracking_uri)
     metric, mode = ROW_OBJECTIVE
-    fields = set(UnlearnConfig.field_names())
     registered = []
     for row, runs in rows.items():
         scored = [r for r in runs if math.isfinite(r.data.metrics.get(metric, math.nan))]
         if not scored:
             continue
         best = (min if mode == "min" else max)(scored, key=lambda r: r.data.metrics[metric])
-        config = UnlearnConfig.from_dict({k: v for k, v in best.data.params.items() if k in fields},
-                                         source=f"run {best.info.run_id}").to_dict()
+        config = UnlearnConfig.from_params(best.data.params, source=f"run {best.info.run_id}").to_dict()
         registered.append(register_run(
             client, name, run_id=best.info.run_id, alias=alias_of(row), config=config, metrics=best.data.metrics,
             sweep=state.name, description_head=f"# Row {row} of {state.name}: run {best.info.run_id}, "
@@ -173,14 +171,13 @@ def register_ablation(state: sweep_state.SweepState, *, name: str) -> list[Regis
     # `mixsweep resume` is not labelled).
     keys = {run_key({**config, "seed": seed}): variant for variant, config in info.configs.items()
             for seed in info.seeds}
-    fields = set(UnlearnConfig.field_names())
     children = records.client(state.tracking_uri).search_runs(
         [state.experiment_id], filter_string=f"tags.`{records.PARENT_TAG}` = '{state.parent_run_id}' "
                                              "AND attributes.status = 'FINISHED'", max_results=10_000)
     rows: dict[str, list[Any]] = {variant: [] for variant in info.variants}
     for run in children:
         variant = run.data.tags.get(VARIANT_TAG) or keys.get(
-            run_key({k: v for k, v in run.data.params.items() if k in fields}))
+            run_key(run.data.params))
         if variant in rows:
             rows[variant].append(run)
     return register_rows(state, rows, name=name)

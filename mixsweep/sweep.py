@@ -38,7 +38,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import IntParam, SweepSpace, load_space
-from trainables import TrialSettings, mixunlearn_trial, records
+from trainables import TrialSettings, records, unlearn_trial
 
 from . import cluster, state as sweep_state, tracking
 from .callback import CloseChildRuns, close_leftovers
@@ -231,7 +231,7 @@ def trainable_for(state: sweep_state.SweepState):
         checkpoint_every=state.checkpoint_every, cpus=state.cpus_per_trial, gpus=state.gpus_per_trial,
         cache_dir=state.cache_dir, references=state.references,
         attack_epochs=tuple(state.attack_epochs) if state.attack_epochs is not None else None)
-    return tune.with_resources(tune.with_parameters(mixunlearn_trial, settings=settings),
+    return tune.with_resources(tune.with_parameters(unlearn_trial, settings=settings),
                                {"cpu": state.cpus_per_trial, "gpu": state.gpus_per_trial})
 
 

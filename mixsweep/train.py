@@ -1,14 +1,16 @@
-"""`mixsweep train CONFIG.yaml`: one MixUnlearn run without search, recorded as a top-level MLflow run.
+"""`mixsweep train CONFIG.yaml`: one run of the config's method without search, as a top-level MLflow run.
 
     mixsweep train sweeps/quick/export/best.yaml            # the exported best config, its thread count
     mixsweep train my.yaml --threads 4 --tracking-uri http://127.0.0.1:5000
 
 The run gets what a sweep's trial gets: the config as params, per-epoch metrics (step = epoch), the
-unlearned model and generator weights, the MLflow PyTorch model, config.yaml and the metrics table,
+unlearned model (and MixUnlearn's generator weights), the MLflow PyTorch model, config.yaml and the metrics table,
 and the sha256 of the f_D and Retrain it used (tags mixsweep.reference.*).
 An exported config re-runs its trial exactly on CPU: same seed, same reference models,
 same torch thread count (the file's `# mixsweep-threads:` line is the default of --threads); its
 `# mixsweep-references:` line names the sweep's reference store, the default of --references.
+A run whose loss goes NaN or Inf is closed FAILED and tagged diverged (with the epoch), and Diverged
+is raised: the CLI prints its one line and exits 1.
 """
 from __future__ import annotations
 
@@ -20,10 +22,10 @@ import torch
 import yaml
 
 from mixunlearn.config import UnlearnConfig
+from mixunlearn.methods import Diverged, build_method
 from mixunlearn.run import format_table, epochs, prepare, resolve_device
-from mixunlearn.unlearn import MixUnlearn
 from trainables import datasets, mix_pictures, records
-from trainables.mixunlearn_trial import METHOD, input_example, table_title
+from trainables.unlearn_trial import close_diverged, finish_rows, input_example, table_title
 from trainables.references import provenance_tags, trial_store
 
 from . import tracking
@@ -74,21 +76,26 @@ def train(config_file: str | Path, *, tracking_uri: str | None = None, threads: 
             cache_dir, references or os.environ.get("MIXSWEEP_REFERENCES") or references_of(text), cluster=False))
         client.log_batch(run_id, tags=provenance_tags(prepared.references))
         datasets.log_dataset_inputs(client, run_id, prepared)
-        loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original,
-                          device=prepared.device)
+        loop = build_method(cfg, prepared.data, prepared.split, original=prepared.references.original,
+                            device=prepared.device)
         final: dict[str, float] = {}
         for final in epochs(prepared, loop):
             records.log_metrics(client, run_id, final, step=int(final["epoch"]))
-            if final["epoch"] in (1, cfg.epochs):   # the mixes before and after training G
+            if final["epoch"] in (1, loop.epochs):   # the mixes before and after training G (if it mixes)
                 mix_pictures.log_mix_grids(client, run_id, loop, prepared.data, epoch=int(final["epoch"]))
-            print(f"epoch {final['epoch']:>3}/{cfg.epochs}  avg_gap {final['avg_gap']:6.2f}  train_f "
+            print(f"epoch {final['epoch']:>3}/{loop.epochs}  avg_gap {final['avg_gap']:6.2f}  train_f "
                   f"{final['train_f']:6.2f}  ta {final['ta']:6.2f}  ({final['epoch_seconds']:.1f} s)", flush=True)
-        rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, METHOD: final}
-        records.log_results(uri, run_id, model=loop.unlearner,
-                            generator_state=loop.generator.state_dict() if loop.generator else {},
+        rows = finish_rows(prepared, final)
+        state = loop.state_dict()
+        records.log_results(uri, run_id, model=loop.model,
+                            extra_states={key: state[key] for key in loop.artifact_keys if state.get(key)},
                             example=input_example(prepared), config=cfg.to_dict(), rows=rows, epoch=loop.epoch,
                             title=table_title(cfg))
         status = "FINISHED"
+    except Diverged as diverged:
+        close_diverged(client, run_id, diverged)
+        status = "FAILED"   # closed already; the finally below finds it closed
+        raise
     except KeyboardInterrupt:
         status = "KILLED"
         raise

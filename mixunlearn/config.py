@@ -5,7 +5,14 @@ the exported best-config YAML and the input of `mixsweep train CONFIG.yaml`: one
 
     cfg = UnlearnConfig(dataset="fashion_mnist", task="class", forget_class=0)
     cfg = UnlearnConfig.from_dict(yaml.safe_load(open("best.yaml")))   # unknown keys are refused
+    cfg = UnlearnConfig.from_dict({"method": "ga", "lr": 0.01})         # a baseline and its own fields
     cfg.to_dict()                                                         # plain JSON/YAML types only
+
+The fields are the common ones (data, task, models, targets, run) plus those of `method`: MixUnlearn's are
+the section below; every other method's are its Hyper dataclass (mixunlearn/methods/<name>.py), by their
+plain names (`lr`, `epochs`, `batch_size`, ...). A field of another method is refused, naming the method
+and its fields, and `to_dict()` holds only the common fields and the method's own: that is what a run
+logs to MLflow and what an export writes.
 
 Defaults follow ../shared/docs/METHOD.md (LAF's protocol, the paper's hyperparameters).
 """
@@ -31,8 +38,11 @@ class ConfigError(ValueError):
     """A user-supplied config value is impossible; the message names the field and what is allowed."""
 
 
-@dataclass
+@dataclass(eq=False)
 class UnlearnConfig:
+    # ---- method -----------------------------------------------------------------------------
+    method: str = "mixunlearn"         # a key of mixunlearn.methods.METHODS; its own fields follow it
+
     # ---- data -------------------------------------------------------------------------------
     dataset: str = "fashion_mnist"     # one of DATASETS; "tiny" is a built-in synthetic set for unit tests
     data_root: str = ""                # torchvision-layout root; "" = $MIXSWEEP_DATA or ~/.cache/mixsweep/data
@@ -59,8 +69,11 @@ class UnlearnConfig:
     ref_augment: bool = False          # random crop + flip while training f_D / Retrain (CIFAR-style sets)
     ref_seed: int = 0                  # seeds the split and the reference models; shared by every trial
 
+    # ---- label access, every method (BASELINES.md "Label access") ----------------------------
+    targets: str = "agnostic"          # "aware": the true labels; "agnostic": f_D's outputs wherever a method
+                                       # reads a label (MixUnlearn: Sharpen(softmax(f_D(x)), T); a baseline: arg-max)
+
     # ---- MixUnlearn (METHOD.md "Hyperparameters") -------------------------------------------
-    targets: str = "agnostic"          # "aware": one-hot(y); "agnostic": Sharpen(softmax(f_D(x)), T)
     sharpen_T: float = 0.3             # Sharpen temperature T
     alpha: float = 0.75                # lambda ~ Beta(alpha, alpha)
     omega: float = 1.0                 # weight of L_real in Eq. 7 (0 = the "without L_real" ablation)
@@ -93,13 +106,18 @@ class UnlearnConfig:
     exclude_same_class_pairs: bool = False  # never mix a forget sample with a retain sample of its class
 
     # ---- run --------------------------------------------------------------------------------
-    seed: int = 0                      # seeds the unlearning loop (lambda, pairings, retain order)
+    seed: int = 0                      # seeds the unlearning loop (lambda, pairings, orders, random labels)
     device: str = "auto"               # "auto" = cuda if available, else cpu; a trial passes Ray's device
     eval_batch_size: int = 1024        # batched forward passes for evaluation and cached f_D outputs
     mia_samples: int = 5000            # cap per side for the ASR / MIA attackers' training sets
 
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
+        # A baseline's own fields, resolved: its source's defaults (cnn_small: the measured ones), then the
+        # values given. MixUnlearn's own fields are the dataclass section above, so it keeps none here.
+        method = method_class(self.method, "config")
+        self._hyper: dict[str, Any] = (dataclasses.asdict(method.default_hyper(self))
+                                       if method.Hyper is not None else {})
         self.validate()
 
     @classmethod
@@ -112,21 +130,68 @@ class UnlearnConfig:
         return {f.name: hints[f.name] for f in fields(cls)}
 
     @classmethod
+    def common_fields(cls) -> list[str]:
+        """The fields every method has: data, task, models, label access, run."""
+        return [name for name in cls.field_names() if name not in MIXUNLEARN_FIELDS]
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "UnlearnConfig":
-        """Build from a plain dict (YAML, Tune config, MLflow params); refuses unknown keys and wrong types."""
-        known = set(cls.field_names())
-        unknown = sorted(set(values) - known)
+        """Build from a plain dict (YAML, Tune config, MLflow params); refuses another method's fields,
+        unknown keys and wrong types."""
+        name = coerce("method", values.get("method", "mixunlearn"), str, source)
+        method = method_class(name, source)
+        own = method.config_fields()
+        common = cls.common_fields()
+        unknown = [k for k in values if k not in own and k not in common]
         if unknown:
-            raise ConfigError(f"{source}: unknown field {unknown[0]!r}; allowed fields: {', '.join(sorted(known))}")
-        types = cls.field_types()
+            raise ConfigError(refusal(source, unknown[0], name, own, common))
+        types = {**cls.field_types(), **method.field_types()}
         coerced = {k: coerce(k, v, types[k], source) for k, v in values.items()}
-        return cls(**coerced)
+        on_hyper = method.Hyper is not None   # a baseline's own fields live in its Hyper, not on the dataclass
+        cfg = cls(**{k: v for k, v in coerced.items() if k in common or not on_hyper})
+        if on_hyper and len(coerced) > len(set(coerced) & set(common)):
+            cfg._hyper.update({k: v for k, v in coerced.items() if k in own})
+            cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], *, source: str = "config") -> "UnlearnConfig":
+        """from_dict of the config fields among `params` (an MLflow run's params, a Parquet row, a Tune
+        config with extra keys): the common fields and those of its method; every other key is ignored."""
+        method = method_class(str(params.get("method", "mixunlearn")), source)
+        known = {*cls.common_fields(), *method.config_fields()}
+        return cls.from_dict({k: v for k, v in params.items() if k in known}, source=source)
+
+    def truncated(self, epochs: int) -> "UnlearnConfig":
+        """This config cut to its first `epochs` epochs (an ASHA-stopped trial's, re-run as ranked)."""
+        return self.replace(**method_class(self.method, "config").truncated_fields(self, epochs))
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in dataclasses.asdict(self).items()}
+        """The common fields and the method's own, as plain JSON/YAML types."""
+        values = {k: v for k, v in dataclasses.asdict(self).items()
+                  if k not in MIXUNLEARN_FIELDS or self.method == "mixunlearn"}
+        values.update(self._hyper)
+        return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items()}
 
     def replace(self, **changes: Any) -> "UnlearnConfig":
-        return UnlearnConfig.from_dict({**self.to_dict(), **changes})
+        values = self.to_dict()
+        if changes.get("method", self.method) != self.method:   # the new method starts from its own defaults
+            values = {k: v for k, v in values.items() if k in self.common_fields()}
+        return UnlearnConfig.from_dict({**values, **changes})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnlearnConfig) and self.to_dict() == other.to_dict()
+
+    @property
+    def hyper(self) -> Any:
+        """The method's typed hyperparameters (its Hyper dataclass); for MixUnlearn, this config itself."""
+        method = method_class(self.method, "config")
+        return method.Hyper(**self._hyper) if method.Hyper is not None else self
+
+    @property
+    def unlearn_epochs(self) -> int:
+        """How many epochs (train_epoch calls) a run of this config trains: its last epoch."""
+        return method_class(self.method, "config").total_epochs(self)
 
     def validate(self) -> None:
         def need(ok: bool, name: str, allowed: str) -> None:
@@ -160,6 +225,47 @@ class UnlearnConfig:
         need(0.0 <= self.ema_momentum < 1.0, "ema_momentum", "it must lie in [0, 1)")
         need(self.use_mix_loss or self.omega > 0, "omega", "with use_mix_loss = false, omega must be > 0 "
              "or nothing is optimised")
+        self.validate_hyper()
+
+    def validate_hyper(self) -> None:
+        """A baseline's own fields: positive sizes and rates, and its [choice] fields among their choices."""
+        choices = getattr(method_class(self.method, "config").Hyper, "choices", {})
+        for name, value in self._hyper.items():
+            if name in choices and value not in choices[name]:
+                allowed = f"use one of {', '.join(choices[name])}"
+            elif (name in ("epochs", "k", "msteps") or name.endswith("batch_size") or name == "latent") and value < 1:
+                allowed = "it must be a positive integer"
+            elif name.endswith("epochs") and value < 0:
+                allowed = "it must be >= 0"
+            elif (name == "lr" or name.startswith("lr_") or name.endswith("_lr")) and value <= 0:
+                allowed = "it must be positive"
+            else:
+                continue
+            raise ConfigError(f"{name} = {value!r} is not allowed for method {self.method!r}; {allowed}")
+
+
+# MixUnlearn's own fields: the dataclass section from sharpen_T to exclude_same_class_pairs. Every other
+# field is common to all methods.
+_NAMES = [f.name for f in fields(UnlearnConfig)]
+MIXUNLEARN_FIELDS: tuple[str, ...] = tuple(_NAMES[_NAMES.index("sharpen_T"):_NAMES.index("exclude_same_class_pairs") + 1])
+del _NAMES
+
+
+def method_class(name: str, source: str) -> Any:
+    """The method registered as `name` (mixunlearn.methods.METHODS), or a one-sentence refusal."""
+    from .methods import METHODS   # here, not at the top: the methods import this module
+    if name not in METHODS:
+        raise ConfigError(f"{source}: method = {name!r} is not a method; use one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def refusal(source: str, name: str, method: str, own: list[str], common: list[str]) -> str:
+    from .methods import METHODS
+    if any(name in cls.config_fields() for cls in METHODS.values()):
+        return (f"{source}: field {name!r} is not a field of method {method!r}; its own fields are "
+                f"{', '.join(own) or 'none'}, besides the fields every method has (data, task, model, ref_*, "
+                "targets, seed, ...)")
+    return f"{source}: unknown field {name!r}; allowed fields: {', '.join(sorted([*common, *own]))}"
 
 
 def coerce(name: str, value: Any, annotation: Any, source: str) -> Any:

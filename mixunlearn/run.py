@@ -1,9 +1,10 @@
-"""One unlearning run end to end: data -> split -> reference models -> MixUnlearn -> metrics table.
+"""One unlearning run end to end: data -> split -> reference models -> a method's loop -> metrics table.
 
     from mixunlearn import UnlearnConfig, run
     result = run(UnlearnConfig(dataset="fashion_mnist", task="class", forget_class=0))
     print(result.table())
 
+The method is cfg.method (MixUnlearn by default; mixunlearn.methods.METHODS lists them all).
 `prepare` does everything that does not change during unlearning (and is shared by every trial of a
 sweep through the reference-model cache); `epochs` yields after every epoch so that a caller (a Ray
 Tune trainable, a notebook) can report and checkpoint; `run` is the thin plain entry point.
@@ -33,7 +34,7 @@ from .metrics import ATTACKER, Outputs, accuracies, attacks, avg_gap, model_outp
 from .reference import References, reference_models
 from .reference_store import ReferenceStore
 from .tasks import ForgetSplit, make_split
-from .unlearn import MixUnlearn
+from .methods import METHODS, build_method
 
 # Columns of the results table, in the paper's order followed by the SalUn protocol.
 COLUMNS = ("train_r", "train_f", "test", "test_r", "test_f", "asr", "ua", "ra", "ta", "mia_efficacy", "avg_gap")
@@ -98,7 +99,7 @@ def prepare(cfg: UnlearnConfig, *, device: str | torch.device | None = None,
     return prepared
 
 
-def epochs(prepared: Prepared, loop: MixUnlearn | None = None, *,
+def epochs(prepared: Prepared, loop: Any = None, *,
            attack_epochs: Collection[int] | None = None) -> Iterator[dict[str, float]]:
     """Train the remaining epochs of `loop` (a fresh one by default), yielding each epoch's metrics.
 
@@ -116,7 +117,7 @@ class Epoch:
     state: dict[str, Any] | None = None   # loop.state_dict() as of this epoch; None = the loop's current state
 
 
-def evaluated_epochs(prepared: Prepared, loop: MixUnlearn | None = None, *,
+def evaluated_epochs(prepared: Prepared, loop: Any = None, *,
                      attack_epochs: Collection[int] | None = None, background: bool | None = None) -> Iterator[Epoch]:
     """epochs(), with each non-final attack epoch's attackers run in a background thread while the next
     epoch trains (background=True). Such an epoch is yielded after that next epoch trained, with a copy
@@ -127,17 +128,17 @@ def evaluated_epochs(prepared: Prepared, loop: MixUnlearn | None = None, *,
     (scikit-learn's OpenMP threads) would compete with the training for the trial's cores: measured on
     2 cores, the quick preset's loop took 1.7-2.5x as long with them in the background.
     """
-    loop = loop or MixUnlearn(prepared.cfg, prepared.data, prepared.split,
-                              original=prepared.references.original, device=prepared.device)
+    loop = loop or build_method(prepared.cfg, prepared.data, prepared.split,
+                                original=prepared.references.original, device=prepared.device)
     if background is None:
         background = prepared.device.type == "cuda"
-    last = prepared.cfg.epochs
+    last = loop.epochs
     attackers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixunlearn-attackers") if background else None
     pending: tuple[Future, dict[str, Any]] | None = None
     try:
         while loop.epoch < last:
             epoch_seconds = loop.train_epoch()
-            outputs = prepared.outputs(loop.unlearner)
+            outputs = prepared.outputs(loop.model)
             metrics = prepared.accuracies(outputs)
             metrics.update(epoch=loop.epoch, epoch_seconds=epoch_seconds, unlearn_seconds=loop.seconds)
             metrics.update(getattr(loop, "diagnostics", dict)())   # a method's own per-epoch numbers (MixUnlearn: its masks, losses)
@@ -159,8 +160,8 @@ def evaluated_epochs(prepared: Prepared, loop: MixUnlearn | None = None, *,
 @dataclass
 class RunResult:
     cfg: UnlearnConfig
-    rows: dict[str, dict[str, float]]   # "f_D", "Retrain", "MixUnlearn" -> metrics
-    loop: MixUnlearn
+    rows: dict[str, dict[str, float]]   # "f_D", "Retrain", the method's title -> metrics
+    loop: Any
     prepared: Prepared
 
     def table(self) -> str:
@@ -171,15 +172,15 @@ class RunResult:
 def run(cfg: UnlearnConfig, *, device: str | torch.device | None = None, cache_dir: str | Path | None = None,
         progress: bool = False) -> RunResult:
     prepared = prepare(cfg, device=device, cache_dir=cache_dir)
-    loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original,
-                      device=prepared.device)
+    loop = build_method(cfg, prepared.data, prepared.split, original=prepared.references.original,
+                        device=prepared.device)
     final: dict[str, float] = {}
     for final in epochs(prepared, loop):
         if progress:
-            print(f"epoch {final['epoch']:>3}/{cfg.epochs}  avg_gap {final['avg_gap']:6.2f}  "
+            print(f"epoch {final['epoch']:>3}/{loop.epochs}  avg_gap {final['avg_gap']:6.2f}  "
                   f"train_f {final['train_f']:6.2f}  ta {final['ta']:6.2f}  ({final['epoch_seconds']:.1f} s)",
                   flush=True)
-    rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, "MixUnlearn": final}
+    rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, METHODS[cfg.method].title: final}
     return RunResult(cfg, rows, loop, prepared)
 
 

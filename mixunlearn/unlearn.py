@@ -2,7 +2,7 @@
 
     loop = MixUnlearn(cfg, data, split, original=refs.original, device=device)
     for epoch in range(loop.epoch, cfg.epochs):
-        seconds = loop.train_epoch()          # a caller reports / checkpoints between epochs
+        seconds = loop.train_epoch()          # a caller reports / checkpoints between epochs; Diverged on NaN
         state = loop.state_dict()             # f_U, G, optimisers, EMA, epoch and RNG: resumes exactly
 
 METHOD.md "Loop": per epoch, D_f is reshuffled and zipped with an equally sized, freshly shuffled
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import UnlearnConfig
+from .config import MIXUNLEARN_FIELDS, UnlearnConfig
 from .data import ImageData
 from .losses import generator_loss, make_targets, mask_lambda_loss, mix_loss, real_loss
 from .mixblock import MixBlock, mix, plain_mixup_mask
@@ -40,8 +40,42 @@ SAMPLE_PAIRS = 8   # pairs of each kind of mix mix_samples() keeps: one picture'
 
 
 class MixUnlearn:
+    """One method of mixunlearn.methods.METHODS, under the epoch contract of methods/common.Method. Its
+    hyperparameters are UnlearnConfig's MixUnlearn section (METHOD.md), not a Hyper dataclass."""
+    name = "mixunlearn"
+    title = "MixUnlearn"
+    Hyper = None
+    reads_labels = ("retain", "forget")   # targets: aware reads one-hot y of both; agnostic, f_D's outputs
+    model_key = "unlearner"                 # state_dict() entries: f_U's weights, and G's kept beside them
+    artifact_keys = ("generator",)
+
+    @classmethod
+    def config_fields(cls) -> list[str]:
+        return list(MIXUNLEARN_FIELDS)
+
+    @classmethod
+    def field_types(cls) -> dict[str, object]:
+        types = UnlearnConfig.field_types()
+        return {name: types[name] for name in MIXUNLEARN_FIELDS}
+
+    @classmethod
+    def default_hyper(cls, cfg: UnlearnConfig) -> UnlearnConfig:
+        """MixUnlearn's hyperparameters are the config's own fields: the config is its Hyper."""
+        return cfg
+
+    @classmethod
+    def total_epochs(cls, cfg: UnlearnConfig) -> int:
+        return cfg.epochs
+
+    @classmethod
+    def truncated_fields(cls, cfg: UnlearnConfig, epochs: int) -> dict[str, int]:
+        return {"epochs": epochs}
+
     def __init__(self, cfg: UnlearnConfig, data: ImageData, split: ForgetSplit, *, original: nn.Module,
-                 device: torch.device) -> None:
+                 device: torch.device, hyper: object = None) -> None:
+        # hyper: the contract's argument; MixUnlearn's values are a config's own fields, so a hyper given
+        # is a whole UnlearnConfig (default_hyper(cfg) with fields replaced) and is read instead of cfg.
+        cfg = hyper if hyper is not None else cfg
         self.cfg, self.data, self.device = cfg, data, torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
@@ -84,6 +118,7 @@ class MixUnlearn:
         self.rng = np.random.Generator(np.random.PCG64(cfg.seed))
         self.epoch = 0
         self.step = 0
+        self.images = 0      # images f_U forwarded with gradients (benchmarks report images/s)
         self.seconds = 0.0   # wall time spent unlearning (evaluation excluded)
         self._records: dict[str, list[torch.Tensor]] = {}   # this epoch's masks and losses, on the device
         self._diagnostics: dict[str, float] = {}            # the last trained epoch's, from the records
@@ -93,6 +128,16 @@ class MixUnlearn:
     def model(self) -> nn.Module:
         """The model to evaluate: the unlearner f_U."""
         return self.unlearner
+
+    @property
+    def epochs(self) -> int:
+        return self.cfg.epochs
+
+    @property
+    def steps(self) -> int:
+        """f_U's optimiser steps taken (the contract's name for self.step)."""
+        return self.step
+
 
     # ---- one epoch ------------------------------------------------------------------------------
     def train_epoch(self) -> float:
@@ -113,9 +158,13 @@ class MixUnlearn:
         self._diagnostics = self._summarise_records()
         if self.cuda:
             torch.cuda.synchronize(self.device)
-        self.epoch += 1
         seconds = time.perf_counter() - start
         self.seconds += seconds
+        loss = self._diagnostics.get("unlearn_loss", 0.0)
+        if not math.isfinite(loss):
+            from .methods.common import Diverged   # here: the methods package registers this class
+            raise Diverged(self.name, self.epoch + 1, loss)
+        self.epoch += 1
         return seconds
 
     def _draw_epoch(self) -> dict:
@@ -203,6 +252,7 @@ class MixUnlearn:
         # One forward over [mix, retain, forget]: three images per pair in a single launch sequence.
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
             logits = self.unlearner(torch.cat(batches))
+        self.images += len(logits)
         probs = torch.softmax(logits.float(), dim=1)
         loss = torch.zeros((), device=self.device)
         if cfg.use_mix_loss:

@@ -32,7 +32,8 @@ class SavedTrial:
     """One checkpoint, read back."""
     state: dict[str, Any]          # the loop's state_dict()
     epoch: int                     # epochs trained when it was written
-    model: dict[str, Any]          # build_model arguments: name, num_classes, in_channels, image_size
+    model: dict[str, Any]          # build_model arguments: name, num_classes, in_channels, image_size; and
+                                   # state_key / artifact_keys: where in `state` the model and its extras are
     rows: dict[str, dict[str, float]]   # "f_D", "Retrain", method name -> metrics at `epoch`
     example: torch.Tensor          # float32 [2, C, H, W], normalised like the training inputs
 
@@ -40,12 +41,13 @@ class SavedTrial:
         """The unlearned model at `epoch`, on the CPU in eval mode."""
         model = build_model(self.model["name"], num_classes=self.model["num_classes"],
                             in_channels=self.model["in_channels"], image_size=self.model["image_size"])
-        model.load_state_dict(self.state["unlearner"])
+        model.load_state_dict(self.state[self.model.get("state_key", "unlearner")])
         return model.eval()
 
-    def generator_state(self) -> dict[str, torch.Tensor]:
-        """The generator's weights ({} for a method or ablation without one)."""
-        return self.state.get("generator") or {}
+    def artifact_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The method's other networks kept beside the model (MixUnlearn's generator; {} for none)."""
+        keys = self.model.get("artifact_keys", ["generator"])
+        return {key: self.state[key] for key in keys if self.state.get(key)}
 
 
 def write(directory: str | Path, *, state: dict[str, Any], epoch: int, model: dict[str, Any],

@@ -19,7 +19,7 @@ Through a busy or restarting tracking server (trainables/delivery.py does the wa
 
 A run's artifacts at the end:
     unlearned_model.pt   the unlearned model's state_dict (torch.load(..., weights_only=True))
-    generator.pt         the generator's state_dict (absent for an ablation without one)
+    <name>.pt            a method's other networks (MixUnlearn: generator.pt; absent for an ablation without one)
     config.yaml          the flat config: `mixsweep train config.yaml` re-runs it
     metrics_table.txt    rows f_D / Retrain / method (mixunlearn.run.format_table), and metrics.csv
     + an MLflow PyTorch model named "model" with an input example (mlflow.pytorch.load_model loads it)
@@ -190,7 +190,7 @@ def _param_text(value: Any) -> str:
 
 # ---- results --------------------------------------------------------------------------------------------
 
-def log_results(tracking_uri: str, run_id: str, *, model: nn.Module, generator_state: dict[str, torch.Tensor],
+def log_results(tracking_uri: str, run_id: str, *, model: nn.Module, extra_states: dict[str, dict[str, torch.Tensor]],
                 example: torch.Tensor, config: dict[str, Any], rows: dict[str, dict[str, float]], epoch: int,
                 title: str = "") -> None:
     """Log the run's artifacts (see the module docstring); `rows` maps f_D / Retrain / method to metrics."""
@@ -199,8 +199,8 @@ def log_results(tracking_uri: str, run_id: str, *, model: nn.Module, generator_s
     with tempfile.TemporaryDirectory(prefix="mixsweep-artifacts-") as tmp:
         folder = Path(tmp)
         torch.save(model.state_dict(), folder / "unlearned_model.pt")
-        if generator_state:
-            torch.save(checkpoint.to_cpu(generator_state), folder / "generator.pt")
+        for name, state in extra_states.items():   # a method's other networks (MixUnlearn: generator.pt)
+            torch.save(checkpoint.to_cpu(state), folder / f"{name}.pt")
         (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (folder / "metrics_table.txt").write_text(format_table(rows, title=title) + "\n")
         write_metrics_csv(folder / "metrics.csv", rows)
@@ -246,7 +246,7 @@ def log_checkpoint_results(tracking_uri: str, run_id: str, checkpoint_dir: str |
                            title: str = "") -> int:
     """Log the results of the trial's checkpoint at `checkpoint_dir`; returns the epoch it holds."""
     saved = checkpoint.read(checkpoint_dir)
-    log_results(tracking_uri, run_id, model=saved.unlearner(), generator_state=saved.generator_state(),
+    log_results(tracking_uri, run_id, model=saved.unlearner(), extra_states=saved.artifact_states(),
                 example=saved.example, config=config, rows=saved.rows, epoch=saved.epoch, title=title)
     return saved.epoch
 

@@ -13,6 +13,9 @@ cls.reads_labels says which labels a method reads ("retain", "forget"); with `ta
 one of them is f_D's arg-max instead (common.Method.visible_labels). From cfg a method reads only seed,
 targets, task (semi_base), model, eval_batch_size, and Retrain the ref_* recipe.
 
+MixUnlearn (mixunlearn/unlearn.py) is registered here too, under the same contract; its hyperparameters
+are UnlearnConfig's own MixUnlearn section. `build_method(cfg, ...)` builds the loop of `cfg.method`.
+
 Nothing outside this package branches on a method's name: a caller looks the class up here.
 """
 from .bad_teacher import BadTeacher
@@ -29,9 +32,17 @@ from .retrain import Retrain
 from .rl import RL
 from .salun import SalUn
 from .scrub import SCRUB
+from ..unlearn import MixUnlearn
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
-    Retrain, FT, GA, NegGradPlus, RL, SalUn, L1Sparse, CFk, EUk, SCRUB, BadTeacher, BoundaryShrink,
+    MixUnlearn, Retrain, FT, GA, NegGradPlus, RL, SalUn, L1Sparse, CFk, EUk, SCRUB, BadTeacher, BoundaryShrink,
     BoundaryExpanding, LAF, LAFR)}
 
-__all__ = ["METHODS", "Diverged", "Method", *(cls.__name__ for cls in METHODS.values())]
+
+
+def build_method(cfg, data, split, *, original, device):
+    """The loop of cfg.method with cfg's values for its hyperparameters."""
+    return METHODS[cfg.method](cfg, data, split, original=original, device=device)
+
+
+__all__ = ["METHODS", "build_method", "Diverged", "Method", *(cls.__name__ for cls in METHODS.values())]

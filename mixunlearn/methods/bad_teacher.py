@@ -30,6 +30,7 @@ class BadTeacherHyper:
 
 class BadTeacher(Method):
     name = "bad_teacher"
+    title = "Bad Teacher"
     Hyper = BadTeacherHyper
     reads_labels = ()
     cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 1e-4}

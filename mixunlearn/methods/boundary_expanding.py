@@ -31,6 +31,7 @@ class BoundaryExpandingHyper:
 
 class BoundaryExpanding(Method):
     name = "boundary_expanding"
+    title = "Boundary Expanding"
     Hyper = BoundaryExpandingHyper
     reads_labels = ()
     cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 1e-3}

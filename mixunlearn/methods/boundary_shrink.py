@@ -29,6 +29,7 @@ class BoundaryShrinkHyper:
 
 class BoundaryShrink(Method):
     name = "boundary_shrink"
+    title = "Boundary Shrink"
     Hyper = BoundaryShrinkHyper
     reads_labels = ("forget",)
     cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 5e-4}

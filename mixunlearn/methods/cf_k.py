@@ -33,6 +33,7 @@ class CFkHyper:
 
 class CFk(Method):
     name = "cf_k"
+    title = "CF-k"
     Hyper = CFkHyper
     reads_labels = ("retain",)
     cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 0.02, "k": 2}
@@ -75,5 +76,6 @@ class CFk(Method):
 
 class EUk(CFk):
     name = "eu_k"
+    title = "EU-k"
     reinitialise = True
     cnn_defaults = {"epochs": 10, "batch_size": 64, "lr": 0.03}

@@ -20,8 +20,10 @@ The parts (../shared/docs/BASELINES.md "What every method shares"):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -55,18 +57,23 @@ class Method:
     (which labels it reads: "retain", "forget") and `checkpointed` (attribute names whose state resumes).
     """
 
-    name: ClassVar[str]
+    name: ClassVar[str]               # the config's spelling: `method: ga`
+    title: ClassVar[str]              # the paper's spelling, for tables: "GA"
     Hyper: ClassVar[type]
     reads_labels: ClassVar[tuple[str, ...]] = ()
     # The Fashion-MNIST track's values (cnn_small): chosen on the tests' real subset so that the method
     # forgets and keeps Test_r over seeds 0-2; the measurements are in tests/mixunlearn/methods/test_contract.py.
     cnn_defaults: ClassVar[dict[str, Any]] = {}
     checkpointed: ClassVar[tuple[str, ...]] = ("model", "optimizer")
+    model_key: ClassVar[str] = "model"                # the state_dict() entry with the evaluated model's weights
+    artifact_keys: ClassVar[tuple[str, ...]] = ()     # entries a run keeps as artifacts beside it
 
     def __init__(self, cfg: UnlearnConfig, data: ImageData, split: ForgetSplit, *, original: nn.Module,
                  device: torch.device | str, hyper: Any = None) -> None:
         self.cfg = cfg
-        self.hyper = hyper if hyper is not None else self.default_hyper(cfg)
+        if hyper is None:   # a config of this method carries its values; any other config, the defaults
+            hyper = cfg.hyper if cfg.method == self.name else self.default_hyper(cfg)
+        self.hyper = hyper
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
@@ -90,6 +97,26 @@ class Method:
     def default_hyper(cls, cfg: UnlearnConfig) -> Any:
         """The source's (CIFAR) defaults; on the CNN track with the measured Fashion-MNIST values."""
         return cls.Hyper(**(cls.cnn_defaults if cfg.model == "cnn_small" else {}))
+
+    # ---- what the config reads (mixunlearn/config.py) ---------------------------------------------
+    @classmethod
+    def config_fields(cls) -> list[str]:
+        """The method's own config fields: its Hyper's, by their plain names."""
+        return [f.name for f in dataclasses.fields(cls.Hyper)]
+
+    @classmethod
+    def field_types(cls) -> dict[str, Any]:
+        return typing.get_type_hints(cls.Hyper)
+
+    @classmethod
+    def total_epochs(cls, cfg: UnlearnConfig) -> int:
+        """The epochs a run of cfg trains (LAF+R adds its head stage)."""
+        return cfg.hyper.epochs
+
+    @classmethod
+    def truncated_fields(cls, cfg: UnlearnConfig, epochs: int) -> dict[str, Any]:
+        """The field changes that make a run of cfg stop after `epochs` epochs."""
+        return {"epochs": epochs}
 
     # ---- the contract -----------------------------------------------------------------------------
     def run_epoch(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch.nn.functional as F
 
@@ -15,6 +16,7 @@ from .common import SGD_MOMENTUM, SGD_WEIGHT_DECAY, Method
 
 @dataclass
 class FTHyper:
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"schedule": ("cosine", "constant")}
     epochs: int = 5                           # DU
     batch_size: int = 256                     # DU / SU common setting
     lr: float = 0.1                           # SGD, DU
@@ -25,6 +27,7 @@ class FTHyper:
 
 class FT(Method):
     name = "ft"
+    title = "FT"
     Hyper = FTHyper
     reads_labels = ("retain",)
     cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 0.05}

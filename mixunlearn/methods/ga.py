@@ -23,6 +23,7 @@ class GAHyper:
 
 class GA(Method):
     name = "ga"
+    title = "GA"
     Hyper = GAHyper
     reads_labels = ("forget",)
     cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 3e-4}

@@ -26,6 +26,7 @@ class L1SparseHyper:
 
 class L1Sparse(Method):
     name = "l1_sparse"
+    title = "ℓ1-sparse"
     Hyper = L1SparseHyper
     reads_labels = ("retain",)
     cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 0.01, "alpha": 5e-3}

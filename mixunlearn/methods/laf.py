@@ -70,6 +70,7 @@ def reconstruction_error(vae: VAE, e: torch.Tensor) -> torch.Tensor:
 
 class LAF(Method):
     name = "laf"
+    title = "LAF"
     Hyper = LAFHyper
     reads_labels = ()
     checkpointed = ("model", "opt_ue", "opt_ra", "s_vae", "u_vae", "vaes_trained")
@@ -161,9 +162,20 @@ class LAF(Method):
 
 class LAFR(LAF):
     name = "laf_r"
+    title = "LAF+R"
     Hyper = LAFRHyper
     reads_labels = ("retain",)
     checkpointed = (*LAF.checkpointed, "opt_head")
+
+    @classmethod
+    def total_epochs(cls, cfg) -> int:
+        return cfg.hyper.epochs + cfg.hyper.head_epochs
+
+    @classmethod
+    def truncated_fields(cls, cfg, epochs: int) -> dict:
+        if epochs <= cfg.hyper.epochs:   # stopped within LAF's own stages: no head stage
+            return {"epochs": epochs, "head_epochs": 0}
+        return {"head_epochs": epochs - cfg.hyper.epochs}
 
     def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
         super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)

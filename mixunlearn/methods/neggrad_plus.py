@@ -25,6 +25,7 @@ class NegGradPlusHyper:
 
 class NegGradPlus(Method):
     name = "neggrad_plus"
+    title = "NegGrad+"
     Hyper = NegGradPlusHyper
     reads_labels = ("retain", "forget")
     cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 5e-4}

@@ -30,6 +30,7 @@ class RetrainHyper:
 
 class Retrain(Method):
     name = "retrain"
+    title = "Retrain (re-run)"   # the row beside the reference "Retrain" row it reproduces
     Hyper = RetrainHyper
     reads_labels = ()           # reads the true D_r labels, never the visible ones (see above)
     checkpointed = ("model", "optimizer", "shuffle", "augmentation")

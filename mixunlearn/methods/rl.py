@@ -10,6 +10,7 @@ Sources: SU lr 0.013, 10 epochs. Labels of D_f are never read.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from .common import SGD_MOMENTUM, SGD_WEIGHT_DECAY, Method
 
 @dataclass
 class RLHyper:
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"mixing": ("sequential", "concat")}
     epochs: int = 10                          # SU
     batch_size: int = 256
     lr: float = 0.013                         # SGD, SU's CIFAR-10 command
@@ -29,6 +31,7 @@ class RLHyper:
 
 class RL(Method):
     name = "rl"
+    title = "RL"
     Hyper = RLHyper
     reads_labels = ("retain",)
     cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 0.013}

@@ -12,6 +12,7 @@ Labels: D_f for the mask, D_r for training.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,8 @@ from .rl import RL
 
 @dataclass
 class SalUnHyper:
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"mixing": ("sequential", "concat"),
+                                                     "masking": ("reset", "grad_only")}
     epochs: int = 10                          # SU
     batch_size: int = 256
     lr: float = 0.013                         # SGD, SU
@@ -34,6 +37,7 @@ class SalUnHyper:
 
 class SalUn(RL):
     name = "salun"
+    title = "SalUn"
     Hyper = SalUnHyper
     reads_labels = ("retain", "forget")
     cnn_defaults = {"epochs": 5, "batch_size": 64, "lr": 0.013}

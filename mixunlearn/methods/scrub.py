@@ -41,6 +41,7 @@ def kl_t(student: torch.Tensor, teacher: torch.Tensor, T: float) -> torch.Tensor
 
 class SCRUB(Method):
     name = "scrub"
+    title = "SCRUB"
     Hyper = SCRUBHyper
     reads_labels = ("retain",)
     cnn_defaults = {"lr": 0.01}

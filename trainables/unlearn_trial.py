@@ -1,10 +1,12 @@
-"""The MixUnlearn trial: one Ray Tune function trainable = one method, read top to bottom.
+"""The unlearning trial: one Ray Tune function trainable for every method, read top to bottom.
 
-    trainable = tune.with_parameters(mixunlearn_trial, settings=TrialSettings(tracking_uri=..., ...))
+    trainable = tune.with_parameters(unlearn_trial, settings=TrialSettings(tracking_uri=..., ...))
     tune.Tuner(tune.with_resources(trainable, {"cpu": 1, "gpu": 0.25}), ...)
 
-The Tune `config` IS the flat UnlearnConfig dict (mixunlearn/config.py); everything about the sweep
-rather than the run (where MLflow is, the parent run, how often to checkpoint) comes in `settings`.
+The Tune `config` IS the flat UnlearnConfig dict (mixunlearn/config.py), its `method` field included:
+the trial builds that method's loop from mixunlearn.methods.METHODS and never names one. Everything
+about the sweep rather than the run (where MLflow is, the parent run, how often to checkpoint) comes
+in `settings`.
 
 One trial:
   1. config -> UnlearnConfig.
@@ -14,10 +16,11 @@ One trial:
   3. device = the GPU Ray assigned (CUDA_VISIBLE_DEVICES) or the CPU; torch threads = Ray's CPUs.
   4. prepare(): data on the device, the forget split, f_D and Retrain from the sweep's reference store
      (trained once per cluster, trainables/references.py) and their metrics; the two models' sha256
-     tagged on the run. Cached in this process, so the next trial in a reused actor skips it. Then MixUnlearn,
-     restored from `tune.get_checkpoint()` when Tune resumes or retries the trial.
-  5. Every epoch: the metrics (with the loop's mask diagnostics and losses) to MLflow (step = epoch); at
-     the first and the last epoch, PNG grids of the mixes (trainables/mix_pictures.py) under mix_grids/.
+     tagged on the run. Cached in this process, so the next trial in a reused actor skips it. Then the
+     method's loop, restored from `tune.get_checkpoint()` when Tune resumes or retries the trial.
+  5. Every epoch: the metrics (with the loop's own diagnostics, e.g. MixUnlearn's masks and losses) to
+     MLflow (step = epoch); at the first and the last epoch, PNG grids of the loop's mixes, if it makes
+     any (trainables/mix_pictures.py), under mix_grids/.
      The CPU attackers (mia_efficacy, asr, avg_gap) run only at `attack_epochs` (ASHA's rungs) and the
      last epoch, on a GPU in a background thread while the next epoch trains
      (mixunlearn.run.evaluated_epochs); such an epoch goes to MLflow and to `tune.report` when they are
@@ -28,11 +31,17 @@ One trial:
      at max_t with STOP, and a stopped function never runs again: nothing may come after that report.)
 A trial ASHA stops earlier is closed KILLED by the driver's callback (mixsweep/callback.py), which logs
 the model from the trial's last checkpoint.
+
+Divergence is a result, not a crash: when the loop raises Diverged (a NaN or Inf epoch loss), the run is
+closed FAILED with the tags mixsweep.diverged, .diverged_epoch and .diverged_loss, and the trial reports
+NaN for every metric and returns. Tune ends it TERMINATED (no retry: it raised nothing), Optuna records a
+NaN objective as a failed trial, and the sweep goes on.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -43,23 +52,20 @@ from mlflow.entities import RunTag
 from ray import tune
 
 from mixunlearn.config import UnlearnConfig
+from mixunlearn.methods import METHODS, Diverged, build_method
 from mixunlearn.metrics import ATTACK_METRICS
-from mixunlearn.run import Prepared, evaluated_epochs, prepare
-from mixunlearn.unlearn import MixUnlearn
+from mixunlearn.run import COLUMNS, Prepared, evaluated_epochs, prepare
 
 from . import checkpoint, datasets, mix_pictures, records, references
 
-METHOD = "MixUnlearn"
+# Common fields only the loop reads. Every other common field (data, task, reference recipe, seeds,
+# evaluation sizes) shapes what prepare() builds, so it keys the process-local cache below (a method's
+# own fields never do); a field added to UnlearnConfig later lands in the key, which is the safe side.
+LOOP_COMMON_FIELDS = frozenset({"method", "targets", "device"})
 
-# Fields only the unlearning loop reads. Every other field (data, task, reference recipe, seeds,
-# evaluation sizes) shapes what prepare() builds, so it keys the process-local cache below; a field
-# added to UnlearnConfig later lands in the key, which is the safe side.
-LOOP_FIELDS = frozenset({
-    "targets", "sharpen_T", "alpha", "omega", "tau_gen", "tau_mix", "tau_real", "gen_interval", "gen_steps",
-    "gen_target", "ema_momentum", "lr_unlearner", "lr_generator", "epochs", "batch_size", "reduction",
-    "use_mix_loss", "use_mixblock", "use_sharpen", "exclude_same_class_pairs", "device",
-    "lambda_draw", "mixblock_form", "mixblock_act", "mask_lambda_weight",
-})
+DIVERGED_TAG = "mixsweep.diverged"               # "true" on a run whose loss went NaN or Inf
+DIVERGED_EPOCH_TAG = "mixsweep.diverged_epoch"   # the epoch it did so in
+DIVERGED_LOSS_TAG = "mixsweep.diverged_loss"     # that epoch's mean loss (nan, inf or -inf)
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ class TrialSettings:
     attack_epochs: tuple[int, ...] | None = None   # where the attackers run (+ the last epoch); None = every epoch
 
 
-def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
+def unlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     # Tune's storage logs every checkpoint at INFO, which buries the progress table on the console.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = UnlearnConfig.from_dict(config, source="trial config")
@@ -87,7 +93,10 @@ def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     if earlier is not None and records.ended(earlier):
         # Tune's last snapshot predates this trial's end (the driver died in between), so a resume
         # restarted it: report the result MLflow recorded instead of training it again.
-        tune.report({**earlier.data.metrics, "mlflow_run_id": earlier.info.run_id})
+        if earlier.data.tags.get(DIVERGED_TAG) == "true":
+            tune.report(diverged_result(earlier.info.run_id, int(earlier.data.tags[DIVERGED_EPOCH_TAG])))
+        else:
+            tune.report({**earlier.data.metrics, "mlflow_run_id": earlier.info.run_id})
         return
     run_id = records.open_child_run(
         mlflow_client, experiment_id=settings.experiment_id, parent_run_id=settings.parent_run_id,
@@ -103,18 +112,28 @@ def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     mlflow_client.log_batch(run_id, tags=references.provenance_tags(prepared.references))
     # The UI's Dataset column: D and D_f, on the trial's run and its sweep's.
     datasets.log_dataset_inputs(mlflow_client, run_id, prepared, parent_run_id=settings.parent_run_id)
-    loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original, device=device)
+    loop = build_method(cfg, prepared.data, prepared.split, original=prepared.references.original, device=device)
     resumed_from = tune.get_checkpoint()
     if resumed_from is not None:
         with resumed_from.as_directory() as directory:
             loop.load_state_dict(checkpoint.read(directory).state)
     already_logged = records.last_logged_epoch(mlflow_client, run_id)
-    checkpointed = loop.epoch
+    try:
+        report_epochs(settings, cfg, run_id, loop, prepared, already_logged)
+    except Diverged as diverged:
+        close_diverged(mlflow_client, run_id, diverged)
+        tune.report(diverged_result(run_id, diverged.epoch))
 
+
+def report_epochs(settings: TrialSettings, cfg: UnlearnConfig, run_id: str, loop, prepared: Prepared,
+                  already_logged: int) -> None:
+    """Train the loop's remaining epochs, each to MLflow and every one with all metrics to Tune."""
+    mlflow_client = records.client(settings.tracking_uri)
+    checkpointed = loop.epoch
     for evaluated in evaluated_epochs(prepared, loop, attack_epochs=settings.attack_epochs):
         metrics = evaluated.metrics
         epoch = int(metrics["epoch"])
-        last = epoch == cfg.epochs
+        last = epoch == loop.epochs
         if epoch > already_logged:
             records.log_metrics(mlflow_client, run_id, metrics, step=epoch)
             if epoch == 1 or last:   # the mixes before and after training G, at the loop's epoch (a
@@ -122,7 +141,7 @@ def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
                 mix_pictures.log_mix_grids(mlflow_client, run_id, loop, prepared.data, epoch=loop.epoch)
         if any(name not in metrics for name in ATTACK_METRICS):
             continue   # the accuracies of an epoch between rungs: MLflow's history only
-        rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, METHOD: metrics}
+        rows = finish_rows(prepared, metrics)
         if last:
             finish(settings, run_id, loop, prepared, metrics)
         result = {**metrics, "mlflow_run_id": run_id, "gpu_seconds": metrics["unlearn_seconds"] * settings.gpus}
@@ -131,22 +150,35 @@ def mixunlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
             # A deferred epoch carries its own state: the loop has trained the next epoch since.
             state = evaluated.state if evaluated.state is not None else loop.state_dict()
             with tempfile.TemporaryDirectory(prefix="mixsweep-ckpt-") as directory:
-                checkpoint.write(directory, state=state, epoch=epoch, model=model_spec(prepared),
+                checkpoint.write(directory, state=state, epoch=epoch, model=model_spec(prepared, loop),
                                  rows=rows, example=input_example(prepared))
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
         else:
             tune.report(result)
 
 
-def finish(settings: TrialSettings, run_id: str, loop: MixUnlearn, prepared: Prepared,
-           metrics: dict[str, float]) -> None:
+def finish(settings: TrialSettings, run_id: str, loop, prepared: Prepared, metrics: dict[str, float]) -> None:
     """Log the results of the last epoch and close the run FINISHED."""
-    rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, METHOD: metrics}
-    records.log_results(settings.tracking_uri, run_id, model=loop.unlearner,
-                        generator_state=loop.generator.state_dict() if loop.generator else {},
+    rows = finish_rows(prepared, metrics)
+    state = loop.state_dict()
+    records.log_results(settings.tracking_uri, run_id, model=loop.model,
+                        extra_states={key: state[key] for key in loop.artifact_keys if state.get(key)},
                         example=input_example(prepared), config=prepared.cfg.to_dict(), rows=rows,
                         epoch=loop.epoch, title=table_title(prepared.cfg))
     records.close_run(records.client(settings.tracking_uri), run_id, "FINISHED")
+
+
+def diverged_result(run_id: str, epoch: int) -> dict[str, Any]:
+    """A diverged trial's one report: NaN for every metric (so Optuna marks it failed, ASHA ignores it)."""
+    return {**{name: math.nan for name in COLUMNS}, "epoch": epoch, "diverged": 1, "mlflow_run_id": run_id}
+
+
+def close_diverged(mlflow_client, run_id: str, diverged: Diverged) -> None:
+    """Close a diverged run FAILED with its epoch and loss as tags: a result the UI can filter on."""
+    mlflow_client.log_batch(run_id, tags=[RunTag(DIVERGED_TAG, "true"),
+                                          RunTag(DIVERGED_EPOCH_TAG, str(diverged.epoch)),
+                                          RunTag(DIVERGED_LOSS_TAG, str(diverged.loss))])
+    records.close_run(mlflow_client, run_id, "FAILED")
 
 
 # ---- device and the process-local cache -----------------------------------------------------------------
@@ -168,7 +200,7 @@ def prepare_cached(cfg: UnlearnConfig, device: torch.device, cache_dir: str | No
     kept, since a sweep's trials share their data, split and reference models."""
     values = cfg.to_dict()
     key = (str(device), cache_dir, shared_references,
-           tuple((k, repr(values[k])) for k in sorted(values) if k not in LOOP_FIELDS))
+           tuple((k, repr(values[k])) for k in UnlearnConfig.common_fields() if k not in LOOP_COMMON_FIELDS))
     if key not in _PREPARED:
         _PREPARED.clear()
         _PREPARED[key] = prepare(cfg, device=device, cache_dir=cache_dir,
@@ -179,11 +211,12 @@ def prepare_cached(cfg: UnlearnConfig, device: torch.device, cache_dir: str | No
 
 # ---- what the records need ------------------------------------------------------------------------------
 
-def model_spec(prepared: Prepared) -> dict[str, Any]:
-    """The build_model arguments that rebuild the unlearner from its state_dict."""
+def model_spec(prepared: Prepared, loop) -> dict[str, Any]:
+    """The build_model arguments that rebuild the unlearned model, and where in the loop's state_dict its
+    weights (and the method's other networks) are."""
     data = prepared.data
     return {"name": prepared.cfg.model, "num_classes": data.num_classes, "in_channels": data.in_channels,
-            "image_size": data.image_size}
+            "image_size": data.image_size, "state_key": loop.model_key, "artifact_keys": list(loop.artifact_keys)}
 
 
 def input_example(prepared: Prepared) -> torch.Tensor:
@@ -193,4 +226,14 @@ def input_example(prepared: Prepared) -> torch.Tensor:
 
 
 def table_title(cfg: UnlearnConfig) -> str:
-    return f"{cfg.dataset} / {cfg.task} / {cfg.model} / targets {cfg.targets}"
+    return f"{METHODS[cfg.method].title} on {cfg.dataset} / {cfg.task} / {cfg.model} / targets {cfg.targets}"
+
+
+def method_row(cfg: UnlearnConfig) -> str:
+    """The metrics table's row of the run's method (beside f_D and Retrain)."""
+    return METHODS[cfg.method].title
+
+
+def finish_rows(prepared: Prepared, metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The metrics table: f_D, Retrain and the run's method."""
+    return {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, method_row(prepared.cfg): metrics}
