@@ -38,6 +38,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import IntParam, SweepSpace, load_space
+from mixunlearn.config import UnlearnConfig
 from trainables import TrialSettings, records, unlearn_trial
 
 from . import cluster, state as sweep_state, tracking
@@ -162,11 +163,13 @@ def open_parent_run(state: sweep_state.SweepState, space: SweepSpace) -> str:
 
 
 def max_epochs(space: SweepSpace, epochs_override: int | None) -> int:
-    """The most epochs any trial of the space can run: ASHA's max_t."""
-    if "epochs" in space.search:
-        param = space.search["epochs"]
-        return param.high if isinstance(param, IntParam) else max(param.choices)
-    return epochs_override or int(space.base["epochs"])
+    """The most epochs any trial of the space can run: ASHA's max_t (every searched *epochs field at its
+    top, for a method of several stages such as LAF+R's head_epochs)."""
+    top = {name: param.high if isinstance(param, IntParam) else max(param.choices)
+           for name, param in space.search.items() if name.endswith("epochs")}
+    if epochs_override:
+        top["epochs"] = epochs_override
+    return UnlearnConfig.from_dict(space.config_for(top)).unlearn_epochs
 
 
 def asha_rungs(space: SweepSpace, epochs_override: int | None) -> list[int]:
