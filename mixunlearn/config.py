@@ -41,7 +41,7 @@ class ConfigError(ValueError):
 @dataclass(eq=False)
 class UnlearnConfig:
     # ---- method -----------------------------------------------------------------------------
-    method: str = "mixunlearn"         # a key of mixunlearn.methods.METHODS; its own fields follow it
+    method: str = "mixunlearn"         # a key of mixunlearn.methods.METHODS (DEFAULT_METHOD); its own fields follow
 
     # ---- data -------------------------------------------------------------------------------
     dataset: str = "fashion_mnist"     # one of DATASETS; "tiny" is a built-in synthetic set for unit tests
@@ -138,7 +138,7 @@ class UnlearnConfig:
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "UnlearnConfig":
         """Build from a plain dict (YAML, Tune config, MLflow params); refuses another method's fields,
         unknown keys and wrong types."""
-        name = coerce("method", values.get("method", "mixunlearn"), str, source)
+        name = coerce("method", values.get("method", DEFAULT_METHOD), str, source)
         method = method_class(name, source)
         own = method.config_fields()
         common = cls.common_fields()
@@ -158,7 +158,7 @@ class UnlearnConfig:
     def from_params(cls, params: dict[str, Any], *, source: str = "config") -> "UnlearnConfig":
         """from_dict of the config fields among `params` (an MLflow run's params, a Parquet row, a Tune
         config with extra keys): the common fields and those of its method; every other key is ignored."""
-        method = method_class(str(params.get("method", "mixunlearn")), source)
+        method = method_class(str(params.get("method", DEFAULT_METHOD)), source)
         known = {*cls.common_fields(), *method.config_fields()}
         return cls.from_dict({k: v for k, v in params.items() if k in known}, source=source)
 
@@ -169,7 +169,7 @@ class UnlearnConfig:
     def to_dict(self) -> dict[str, Any]:
         """The common fields and the method's own, as plain JSON/YAML types."""
         values = {k: v for k, v in dataclasses.asdict(self).items()
-                  if k not in MIXUNLEARN_FIELDS or self.method == "mixunlearn"}
+                  if k not in MIXUNLEARN_FIELDS or self.method == DEFAULT_METHOD}
         values.update(self._hyper)
         return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items()}
 
@@ -247,13 +247,45 @@ class UnlearnConfig:
 # MixUnlearn's own fields: the dataclass section from sharpen_T to exclude_same_class_pairs. Every other
 # field is common to all methods.
 _NAMES = [f.name for f in fields(UnlearnConfig)]
+DEFAULT_METHOD = "mixunlearn"
 MIXUNLEARN_FIELDS: tuple[str, ...] = tuple(_NAMES[_NAMES.index("sharpen_T"):_NAMES.index("exclude_same_class_pairs") + 1])
 del _NAMES
 
 
+class MixUnlearnFields:
+    """MixUnlearn as the config sees it (mixunlearn.unlearn.MixUnlearn inherits it): its fields are this
+    dataclass's own section, so a MixUnlearn config is validated without importing the methods (and
+    torch), and `mixsweep` refuses a bad space file in a blink."""
+    Hyper = None
+
+    @staticmethod
+    def default_hyper(cfg: "UnlearnConfig") -> "UnlearnConfig":
+        """MixUnlearn's hyperparameters are the config's own fields: the config is its Hyper."""
+        return cfg
+
+    @staticmethod
+    def config_fields() -> list[str]:
+        return list(MIXUNLEARN_FIELDS)
+
+    @staticmethod
+    def field_types() -> dict[str, Any]:
+        types = UnlearnConfig.field_types()
+        return {name: types[name] for name in MIXUNLEARN_FIELDS}
+
+    @staticmethod
+    def total_epochs(cfg: "UnlearnConfig") -> int:
+        return cfg.epochs
+
+    @staticmethod
+    def truncated_fields(cfg: "UnlearnConfig", epochs: int) -> dict[str, int]:
+        return {"epochs": epochs}
+
+
 def method_class(name: str, source: str) -> Any:
     """The method registered as `name` (mixunlearn.methods.METHODS), or a one-sentence refusal."""
-    from .methods import METHODS   # here, not at the top: the methods import this module
+    if name == DEFAULT_METHOD:
+        return MixUnlearnFields
+    from .methods import METHODS   # here, not at the top: the methods import this module (and torch)
     if name not in METHODS:
         raise ConfigError(f"{source}: method = {name!r} is not a method; use one of {', '.join(METHODS)}")
     return METHODS[name]

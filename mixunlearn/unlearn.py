@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import MIXUNLEARN_FIELDS, UnlearnConfig
+from .config import MixUnlearnFields, UnlearnConfig
 from .data import ImageData
 from .losses import generator_loss, make_targets, mask_lambda_loss, mix_loss, real_loss
 from .mixblock import MixBlock, mix, plain_mixup_mask
@@ -39,37 +39,14 @@ from .tasks import ForgetSplit
 SAMPLE_PAIRS = 8   # pairs of each kind of mix mix_samples() keeps: one picture's worth
 
 
-class MixUnlearn:
+class MixUnlearn(MixUnlearnFields):
     """One method of mixunlearn.methods.METHODS, under the epoch contract of methods/common.Method. Its
     hyperparameters are UnlearnConfig's MixUnlearn section (METHOD.md), not a Hyper dataclass."""
     name = "mixunlearn"
     title = "MixUnlearn"
-    Hyper = None
     reads_labels = ("retain", "forget")   # targets: aware reads one-hot y of both; agnostic, f_D's outputs
     model_key = "unlearner"                 # state_dict() entries: f_U's weights, and G's kept beside them
     artifact_keys = ("generator",)
-
-    @classmethod
-    def config_fields(cls) -> list[str]:
-        return list(MIXUNLEARN_FIELDS)
-
-    @classmethod
-    def field_types(cls) -> dict[str, object]:
-        types = UnlearnConfig.field_types()
-        return {name: types[name] for name in MIXUNLEARN_FIELDS}
-
-    @classmethod
-    def default_hyper(cls, cfg: UnlearnConfig) -> UnlearnConfig:
-        """MixUnlearn's hyperparameters are the config's own fields: the config is its Hyper."""
-        return cfg
-
-    @classmethod
-    def total_epochs(cls, cfg: UnlearnConfig) -> int:
-        return cfg.epochs
-
-    @classmethod
-    def truncated_fields(cls, cfg: UnlearnConfig, epochs: int) -> dict[str, int]:
-        return {"epochs": epochs}
 
     def __init__(self, cfg: UnlearnConfig, data: ImageData, split: ForgetSplit, *, original: nn.Module,
                  device: torch.device, hyper: object = None) -> None:
