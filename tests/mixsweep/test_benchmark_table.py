@@ -86,6 +86,18 @@ def test_one_seed_shows_an_undefined_std():
     assert table.methods[0].seeds == [0]
 
 
+def test_a_method_whose_every_seed_diverged_ranks_last_and_is_drawn_nowhere(tmp_path):
+    lost = MethodRuns("rl", "RL", {s: dict.fromkeys(["ua", "ra", "ta", "mia_efficacy", "asr", "avg_gap"], math.nan)
+                                   | {"unlearn_seconds": 1.0} for s in (0, 1)})
+    table = benchmark_table([lost, *METHODS], original=ORIGINAL, retrain=RETRAIN, retrain_seconds=math.nan,
+                            task_kind="data")
+    assert [row.label for row in table.methods] == ["ℓ1-sparse", "NegGrad+", "GA", "RL"]
+    assert "| 4 | RL | 0 of 2 | – | – | – | – | – | – | – | – |" in table.markdown()
+    assert math.isnan(table.methods[0].stats["rte_ratio"].mean)     # no Retrain time: no ratio
+    paths = write_figures(tmp_path, table, {"RL": [math.nan, math.nan]}, objective="avg_gap", mode="min")
+    assert all(path.stat().st_size > 0 for path in paths)
+
+
 def test_csv_parses_back_to_the_same_numbers(table):
     rows = list(csv.DictReader(io.StringIO(table.csv_text())))
     assert [r["method"] for r in rows] == [row.label for row in table.rows]
