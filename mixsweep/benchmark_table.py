@@ -116,10 +116,12 @@ class BenchmarkTable:
             cells = [f"**{cell}**" if row.name in bold[c.key] else cell for cell, c in zip(cells, self.columns)]
             lines.append(f"| {'' if row.rank is None else row.rank} | {row.label} | {row.seed_count} | "
                          + " | ".join(cells) + " |")
+        retrain_time = (f"{self.retrain_seconds:.1f} s" if math.isfinite(self.retrain_seconds) and
+                        self.retrain_seconds > 0 else "not known: no ratio")
         lines += ["", f"Mean ± sample std over the seeds each method finished ({NA}: one seed, no std). Accuracies, "
                   "MIA-Efficacy and ASR in %; Avg. Gap = mean |UA, RA, TA, MIA-Efficacy − Retrain's|; RTE = the "
                   f"unlearning wall time in seconds and as a fraction of Retrain's training time "
-                  f"({self.retrain_seconds:.1f} s). **Bold**: closest to Retrain in its column (for Avg. Gap and "
+                  f"({retrain_time}). **Bold**: closest to Retrain in its column (for Avg. Gap and "
                   "RTE the smallest). Methods ranked by mean Avg. Gap."]
         lines += [f"- {note}" for note in self.notes()]
         return "\n".join(lines) + "\n"
@@ -178,9 +180,9 @@ def benchmark_table(methods: list[MethodRuns], *, original: dict[str, float], re
     def reference(label: str, metrics: dict[str, float]) -> BenchmarkRow:
         return BenchmarkRow(label, label, {key: Stat.of([v]) for key, v in values(metrics).items()}, [], [])
 
-    # Retrain's gap to itself is 0; its "unlearning" time is its training time. f_D unlearns nothing.
     keys = list(values({}))
     judged = [c.key for c in columns if c not in RTE]
+    # Retrain's gap to itself is 0; its "unlearning" time is its training time. f_D unlearns nothing.
     rows = [reference(ORIGINAL, {**original, "unlearn_seconds": math.nan}),
             reference(RETRAIN, {**retrain, "avg_gap": 0.0, "unlearn_seconds": retrain_seconds})]
     summaries = []
