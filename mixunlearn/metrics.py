@@ -171,6 +171,9 @@ def du_objective(metrics: dict[str, float], retrain_metrics: dict[str, float]) -
     - du_norm = the Euclidean norm of the four: one number a single-objective sweep can minimise.
 
     With no `retrain_metrics` (while Retrain itself is evaluated) its gaps are 0 and du_norm = du_mia.
+    DU's MIA term is absolute, not relative to Retrain: DU forgets random samples, where Retrain's is near
+    0. On a class-level task Retrain's own is high (it never predicts the class, so D_f's losses stand
+    out against the test set's; 90 on the "tiny" data set), and avg_gap is the fairer objective there.
     """
     gaps = {f"du_{term}_gap": (abs(metrics[key] - retrain_metrics[key]) / 3.0 if retrain_metrics else 0.0)
             for term, key in (("retain", "train_r"), ("forget", "train_f"), ("test", "test"))}

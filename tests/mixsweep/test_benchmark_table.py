@@ -135,9 +135,11 @@ def test_latex_has_the_same_bold_cells_escaped_and_balanced(table):
 def test_latex_compiles(table, tmp_path):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed here; the structure is checked by the test above")
+    as_class = benchmark_table(METHODS, original=ORIGINAL, retrain=RETRAIN, retrain_seconds=RETRAIN_SECONDS,
+                               task_kind="class")   # Test_r, Test_f columns too
     document = tmp_path / "t.tex"
     document.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
-                        + table.latex() + "\\end{document}\n")
+                        + table.latex() + "\n" + as_class.latex() + "\\end{document}\n")
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout[-2000:]
