@@ -32,13 +32,14 @@ import yaml
 from ray import tune
 
 from mixunlearn.config import UnlearnConfig
+from mixunlearn.metrics import DU_METRICS
 from mixunlearn.run import COLUMNS
 from trainables import records
 
 from . import provenance, state as sweep_state
 from .errors import UsageError
 
-REPORTED_METRICS = (*COLUMNS, "epoch", "epoch_seconds", "unlearn_seconds", "gpu_seconds")
+REPORTED_METRICS = (*COLUMNS, *DU_METRICS, "epoch", "epoch_seconds", "unlearn_seconds", "gpu_seconds")
 PROGRESS_EVERY_S = 5.0   # a line of progress while reading many trials' runs (one MLflow query each)
 LEADING_COLUMNS = ("trial_id", "status", "tune_status", "mlflow_run_id", "duration_s")
 THREADS_LINE = "# mixsweep-threads: "

@@ -18,10 +18,11 @@ BEST = "tab:red"
 OTHER = "tab:blue"
 
 
-def save(fig: Figure, path: Path, footer: str) -> Path:
-    """Write `fig` with the footer under it (bbox "tight" grows the canvas to include the footer)."""
+def save(fig: Figure, path: Path, footer: str, *, metadata: dict[str, str] | None = None) -> Path:
+    """Write `fig` with the footer under it (bbox "tight" grows the canvas to include the footer);
+    `metadata`: PNG text chunks (e.g. {"Description": ...}), readable without looking at the picture."""
     fig.text(0.0, 0.0, footer, fontsize=FOOTER_SIZE, color="0.3", ha="left", va="top", family="monospace")
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.15)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.15, metadata=metadata)
     return path
 
 

@@ -89,11 +89,11 @@ class AblationTable:
         rule = "|---|---|" + "---:|" * len(self.metrics)
         values = [header, rule]
         for variant in self.variants:
-            cells = [_mean_std(self.stats[variant][m]) for m in self.metrics]
+            cells = [mean_std(self.stats[variant][m]) for m in self.metrics]
             values.append(f"| {variant} | {self._seed_count(variant)} | " + " | ".join(cells) + " |")
         retrain = self.retrain_row()
         values.append(f"| *{RETRAIN}* | {self._seed_count(self.reference)} | "
-                      + " | ".join(_mean_std(retrain[m]) for m in self.metrics) + " |")
+                      + " | ".join(mean_std(retrain[m]) for m in self.metrics) + " |")
 
         delta_header = "| variant | " + " | ".join(self.metrics) + " |"
         delta_rule = "|---|" + "---:|" * len(self.metrics)
@@ -121,10 +121,10 @@ class AblationTable:
             for m in self.metrics:
                 stat = self.stats[variant][m]
                 cells += [stat.mean, stat.std, self.delta_full(variant, m), self.delta_retrain(variant, m)]
-            writer.writerow([variant, len(self.runs.get(variant, []))] + [_csv(v) for v in cells])
+            writer.writerow([variant, len(self.runs.get(variant, []))] + [csv_cell(v) for v in cells])
         retrain = self.retrain_row()
         writer.writerow([RETRAIN, len(self.runs.get(self.reference, []))]
-                        + [_csv(v) for m in self.metrics for v in (retrain[m].mean, retrain[m].std, math.nan, math.nan)])
+                        + [csv_cell(v) for m in self.metrics for v in (retrain[m].mean, retrain[m].std, math.nan, math.nan)])
         return out.getvalue()
 
     def _seed_count(self, variant: str) -> str:
@@ -171,17 +171,9 @@ class PaperTable:
     def closest(self) -> dict[str, set[str]]:
         """metric -> the compared rows closest to Retrain in that column (|value − Retrain|; ties share it).
         For Avg. Gap, Retrain's value is 0, so this is the smallest gap."""
-        best: dict[str, set[str]] = {}
-        for _, metric in self.columns:
-            target = self.retrain.get(metric, math.nan)
-            distances = {label: abs(row.get(metric, math.nan) - target) for label, row in self.methods.items()}
-            finite = {label: d for label, d in distances.items() if math.isfinite(d)}
-            if finite:
-                low = min(finite.values())
-                best[metric] = {label for label, d in finite.items() if math.isclose(d, low, abs_tol=1e-9)}
-            else:
-                best[metric] = set()
-        return best
+        return {metric: closest_to(self.retrain.get(metric, math.nan),
+                                   {label: row.get(metric, math.nan) for label, row in self.methods.items()})
+                for _, metric in self.columns}
 
     def markdown(self) -> str:
         bold = self.closest()
@@ -203,10 +195,10 @@ class PaperTable:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["method", *(name for name, _ in self.columns), "closest_to_retrain"])
         for label, row in ((RETRAIN, self.retrain), (ORIGINAL, self.original)):
-            writer.writerow([label, *(_csv(row.get(m, math.nan)) for _, m in self.columns), ""])
+            writer.writerow([label, *(csv_cell(row.get(m, math.nan)) for _, m in self.columns), ""])
         for label, row in self.methods.items():
             marked = ";".join(name for name, m in self.columns if label in bold[m])
-            writer.writerow([label, *(_csv(row.get(m, math.nan)) for _, m in self.columns), marked])
+            writer.writerow([label, *(csv_cell(row.get(m, math.nan)) for _, m in self.columns), marked])
         return out.getvalue()
 
 
@@ -216,12 +208,27 @@ def paper_table(*, task_kind: str, original: dict[str, float], retrain: dict[str
     return PaperTable(kind=task_kind, original=original, retrain=retrain, methods=dict(methods))
 
 
+def closest_to(target: float, values: dict[str, float]) -> set[str]:
+    """The labels whose value is nearest `target` (|value − target|; ties share it, NaN never wins).
+    With target 0 and values ≥ 0 (a gap, a wall time) this is the smallest value."""
+    distances = {label: abs(value - target) for label, value in values.items()}
+    finite = {label: d for label, d in distances.items() if math.isfinite(d)}
+    if not finite:
+        return set()
+    low = min(finite.values())
+    return {label for label, d in finite.items() if math.isclose(d, low, abs_tol=1e-9)}
+
+
 # ---- cells -----------------------------------------------------------------------------------------------
 
-def _mean_std(stat: Stat) -> str:
+def mean_std(stat: Stat, *, digits: int = 2, pm: str = " ± ", lone_std: str | None = None) -> str:
+    """"mean ± std" to `digits` places; "–" with no value. With one value (no std) the mean alone, or
+    `mean ± lone_std` where a column of several seeds should show the std is undefined (`lone_std="–"`)."""
     if stat.n == 0:
         return NA
-    return f"{stat.mean:.2f}" if math.isnan(stat.std) else f"{stat.mean:.2f} ± {stat.std:.2f}"
+    if math.isnan(stat.std):
+        return f"{stat.mean:.{digits}f}" if lone_std is None else f"{stat.mean:.{digits}f}{pm}{lone_std}"
+    return f"{stat.mean:.{digits}f}{pm}{stat.std:.{digits}f}"
 
 
 def _signed(value: float) -> str:
@@ -232,5 +239,5 @@ def _plain(value: float | None) -> str:
     return NA if value is None or math.isnan(value) else f"{value:.2f}"
 
 
-def _csv(value: float | None) -> str:
+def csv_cell(value: float | None) -> str:
     return "" if value is None or math.isnan(value) else repr(float(value))

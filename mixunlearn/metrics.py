@@ -8,10 +8,12 @@ METHOD.md "Evaluation". Every value is a percentage and is judged by its distanc
 evaluate() runs the model once over the training set and once over the test set (`model_outputs`) and
 derives every metric from those softmax outputs, in two parts of very different cost:
 - `accuracies`: the accuracies and UA, RA, TA; a few numpy reductions, cheap enough for every epoch.
-- `attacks`: MIA-Efficacy (an SVM) and ASR (a gradient-boosted classifier), trained afresh on the CPU;
-  on a GPU they cost more than an unlearning epoch, so a sweep runs them only at the epochs it needs.
-The pieces they compose (accuracy, mia_efficacy, asr, avg_gap) take plain numpy arrays, so each can be
-checked on constructed cases. scikit-learn is imported on first use: the `mixsweep` driver never needs it.
+- `attacks`: MIA-Efficacy (an SVM), ASR (a gradient-boosted classifier) and Deep Unlearn's MIA (a
+  logistic regression on the loss, 10-fold), trained afresh on the CPU; on a GPU they cost more than an
+  unlearning epoch, so a sweep runs them only at the epochs it needs. `du_objective` turns DU's MIA and
+  the accuracies into DU's four-term objective once Retrain's accuracies are known.
+The pieces they compose (accuracy, mia_efficacy, asr, du_mia, avg_gap) take plain numpy arrays, so each
+can be checked on constructed cases. scikit-learn is imported on first use: the `mixsweep` driver never needs it.
 """
 from __future__ import annotations
 
@@ -39,8 +41,11 @@ ATTACKER: str = "xgboost" if xgboost is not None else "sklearn-hist-gradient-boo
 
 # The SalUn protocol's quantities that Avg. Gap averages over.
 GAP_METRICS = ("ua", "ra", "ta", "mia_efficacy")
-# What only the CPU attackers give (avg_gap needs mia_efficacy): absent at the epochs they do not run.
-ATTACK_METRICS = ("mia_efficacy", "asr", "avg_gap")
+# Deep Unlearn's objective (BASELINES.md "How the sources tune and judge"), four terms and their norm.
+DU_METRICS = ("du_retain_gap", "du_forget_gap", "du_test_gap", "du_mia", "du_norm")
+# What only the CPU attackers give (avg_gap needs mia_efficacy, du_norm DU's MIA): absent at the epochs
+# they do not run.
+ATTACK_METRICS = ("mia_efficacy", "asr", "avg_gap", *DU_METRICS)
 
 
 # ---- forward passes --------------------------------------------------------------------------
@@ -90,8 +95,9 @@ def evaluate(model: nn.Module, data: ImageData, split: ForgetSplit, *, batch_siz
     """Every METHOD.md metric of `model` on (data, split), in percent: accuracies() and attacks() of one pass.
 
     Keys: train_r, train_f, test (accuracies), ua, ra, ta, mia_efficacy (SalUn protocol), asr (LAF),
-    plus test_r and test_f when split.forget_classes is non-empty (class-level tasks). Train accuracies
-    and confidences use split.train_labels (for the noisy task, the corrupted labels f_D learnt).
+    du_mia (Deep Unlearn's MIA term), plus test_r and test_f when split.forget_classes is non-empty
+    (class-level tasks). Train accuracies, confidences and losses use split.train_labels (for the noisy
+    task, the corrupted labels f_D learnt).
     `mia_samples` caps each side of the attackers' training sets; `seed` fixes their draws.
     """
     outputs = model_outputs(model, data, batch_size=batch_size)
@@ -144,12 +150,35 @@ def attacks(outputs: Outputs, data: ImageData, split: ForgetSplit, *, mia_sample
     n = min(len(forget), mia_samples, len(test_probs) // 2)
     m = min(len(forget), len(test_probs) - n)
     metrics["asr"] = asr(train_probs[retain], test_probs[:n], train_probs[forget], test_probs[n:n + m], seed)
+    # DU's MIA term (its Retrain-relative terms need Retrain's accuracies: `du_objective`).
+    metrics["du_mia"] = du_mia_term(du_mia(cross_entropy(train_probs[forget], train_labels[forget]),
+                                           cross_entropy(test_probs, test_labels), seed, max_samples=mia_samples))
     return metrics
 
 
 def avg_gap(metrics: dict[str, float], retrain_metrics: dict[str, float]) -> float:
     """Avg. Gap: mean |metric - Retrain's metric| over UA, RA, TA and MIA-Efficacy; lower is better."""
     return float(np.mean([abs(metrics[k] - retrain_metrics[k]) for k in GAP_METRICS]))
+
+
+def du_objective(metrics: dict[str, float], retrain_metrics: dict[str, float]) -> dict[str, float]:
+    """Deep Unlearn's four minimised terms and the norm its best-trial rule takes, in percentage points
+    (DU's fractions × 100, like every metric here; its norm is du_norm / 100):
+
+    - du_retain_gap, du_forget_gap, du_test_gap = |Acc − Retrain's Acc| / 3 on D_r, D_f and the test set
+      (train_r, train_f, test; DU's Acc_val is its held-out set, here the test set);
+    - du_mia = 100·(1 − indiscernibility), from `metrics["du_mia"]` (attacks());
+    - du_norm = the Euclidean norm of the four: one number a single-objective sweep can minimise.
+
+    With no `retrain_metrics` (while Retrain itself is evaluated) its gaps are 0 and du_norm = du_mia.
+    DU's MIA term is absolute, not relative to Retrain: DU forgets random samples, where Retrain's is near
+    0. On a class-level task Retrain's own is high (it never predicts the class, so D_f's losses stand
+    out against the test set's; 90 on the "tiny" data set), and avg_gap is the fairer objective there.
+    """
+    gaps = {f"du_{term}_gap": (abs(metrics[key] - retrain_metrics[key]) / 3.0 if retrain_metrics else 0.0)
+            for term, key in (("retain", "train_r"), ("forget", "train_f"), ("test", "test"))}
+    terms = [*gaps.values(), metrics["du_mia"]]
+    return {**gaps, "du_mia": metrics["du_mia"], "du_norm": float(np.sqrt(np.sum(np.square(terms))))}
 
 
 # ---- the parts ------------------------------------------------------------------------------
@@ -211,6 +240,43 @@ def asr(probs_members: np.ndarray, probs_nonmembers: np.ndarray, probs_forget: n
     eval_y = np.concatenate([np.ones(m), np.zeros(m)]).astype(np.int64)
     attacker = make_attacker(seed).fit(train_x, train_y)
     return 100.0 * float(np.mean(attacker.predict(eval_x) == eval_y))
+
+
+def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each sample's cross-entropy loss −log p(label), in float64; p is floored at 1e-12 (a float32 softmax
+    can round to 0), so a loss is at most 27.6."""
+    return -np.log(np.maximum(true_class_confidence(probs, labels).astype(np.float64), 1e-12))
+
+
+def du_mia(forget_losses: np.ndarray, test_losses: np.ndarray, seed: int, *, max_samples: int = 5000,
+           folds: int = 10) -> float:
+    """Deep Unlearn's MIA: the 10-fold cross-validated accuracy (percent; 50 = the forget set cannot be
+    told from unseen data) of a logistic regression on per-sample loss, forget set vs test set.
+
+    Balanced as DU balances it: n = min(|forget|, |test|, max_samples) losses from each side, drawn at
+    random with numpy's Generator(seed); the folds are stratified and shuffled with the same seed.
+    NaN with fewer than 2 samples a side (no fold could hold both classes).
+    """
+    n = min(len(forget_losses), len(test_losses), max_samples)
+    if n < 2:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    forget = forget_losses[rng.choice(len(forget_losses), n, replace=False)]
+    test = test_losses[rng.choice(len(test_losses), n, replace=False)]
+    features = np.concatenate([forget, test]).reshape(-1, 1)
+    is_forget = np.concatenate([np.ones(n), np.zeros(n)]).astype(np.int64)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    splits = StratifiedKFold(n_splits=min(folds, n), shuffle=True, random_state=seed)
+    return 100.0 * float(np.mean(cross_val_score(LogisticRegression(), features, is_forget, cv=splits,
+                                                 scoring="accuracy")))
+
+
+def du_mia_term(mia: float) -> float:
+    """DU's fourth term, 1 − indiscernibility with indiscernibility = 1 − |MIA − 0.5| / 0.5, in percent:
+    0 when the attack is at chance, 100 when it is always right (or always wrong)."""
+    return 100.0 * abs(mia / 100.0 - 0.5) / 0.5
 
 
 def sorted_descending(probs: np.ndarray) -> np.ndarray:

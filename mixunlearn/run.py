@@ -30,7 +30,7 @@ import torch
 
 from .config import UnlearnConfig
 from .data import ImageData, default_cache_dir, load_data
-from .metrics import ATTACKER, Outputs, accuracies, attacks, avg_gap, model_outputs
+from .metrics import ATTACKER, Outputs, accuracies, attacks, avg_gap, du_objective, model_outputs
 from .reference import References, reference_models
 from .reference_store import ReferenceStore
 from .tasks import ForgetSplit, make_split
@@ -74,10 +74,12 @@ class Prepared:
         return accuracies(outputs, self.data, self.split)
 
     def attack(self, outputs: Outputs, accuracy_metrics: dict[str, float]) -> dict[str, float]:
-        """accuracy_metrics + mia_efficacy, asr and avg_gap. Touches no model or tensor: thread-safe."""
+        """accuracy_metrics + mia_efficacy, asr, avg_gap and Deep Unlearn's objective (metrics.DU_METRICS).
+        Touches no model or tensor: thread-safe."""
         metrics = {**accuracy_metrics, **attacks(outputs, self.data, self.split, mia_samples=self.cfg.mia_samples,
                                                  seed=self.cfg.seed)}
         metrics["avg_gap"] = avg_gap(metrics, self.retrain_metrics) if self.retrain_metrics else 0.0
+        metrics.update(du_objective(metrics, self.retrain_metrics))
         return metrics
 
 

@@ -19,6 +19,12 @@ METRICS: dict[str, str] = {
     "asr": "LAF's ASR: membership-inference attacker accuracy on D_f vs unseen test samples",
     "avg_gap": "mean |metric - Retrain's| over UA, RA, TA, MIA-Efficacy; lower is better",
     "unlearn_seconds": "wall time of the unlearning loop, seconds",
+    # Deep Unlearn's objective (mixunlearn/metrics.py du_objective), all minimised, in percentage points
+    "du_retain_gap": "Deep Unlearn: |Acc(D_r) - Retrain's| / 3",
+    "du_forget_gap": "Deep Unlearn: |Acc(D_f) - Retrain's| / 3",
+    "du_test_gap": "Deep Unlearn: |Acc(D_test) - Retrain's| / 3 (its Acc_val)",
+    "du_mia": "Deep Unlearn: 100 (1 - indiscernibility) of a 10-fold logistic-regression loss MIA, D_f vs test",
+    "du_norm": "Deep Unlearn's best-trial rule: the Euclidean norm of its four terms; lower is better",
     # MixUnlearn's mask diagnostics (mixunlearn/unlearn.py MixUnlearn.diagnostics), over the epoch's G mixes
     "mask_forget_share": "mean of G's mask M[:,0], the forget side's share (0.5 = an even blend)",
     "mask_lambda_corr": "correlation of each G mix's mean forget share with its lambda",

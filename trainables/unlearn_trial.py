@@ -170,7 +170,8 @@ def finish(settings: TrialSettings, run_id: str, loop, prepared: Prepared, metri
 
 def diverged_result(run_id: str, epoch: int) -> dict[str, Any]:
     """A diverged trial's one report: NaN for every metric (so Optuna marks it failed, ASHA ignores it)."""
-    return {**{name: math.nan for name in COLUMNS}, "epoch": epoch, "diverged": 1, "mlflow_run_id": run_id}
+    return {**{name: math.nan for name in (*COLUMNS, *ATTACK_METRICS)}, "epoch": epoch, "diverged": 1,
+            "mlflow_run_id": run_id}
 
 
 def close_diverged(mlflow_client, run_id: str, diverged: Diverged) -> None:

@@ -144,7 +144,7 @@ def test_accuracies_equal_hand_counts_on_a_class_level_split() -> None:
     assert result["ra"] == pytest.approx(80.0)
     assert result["ta"] == pytest.approx(70.0)               # class-level: TA is Test_r
     assert set(result) == {"train_r", "train_f", "test", "test_r", "test_f", "ua", "ra", "ta",
-                           "mia_efficacy", "asr"}
+                           "mia_efficacy", "asr", "du_mia"}
     assert all(0.0 <= value <= 100.0 for value in result.values())
 
 
