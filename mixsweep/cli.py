@@ -114,15 +114,16 @@ def _common(parser: argparse.ArgumentParser, *, address: bool = False, storage: 
 
 
 def space_file(value: str) -> Path:
-    """A path, or the name of a shipped preset."""
-    from search_spaces import list_presets, preset_path
+    """A path, or the name of a shipped preset (quick, paper, ...) or method space (quick/ga, paper/scrub, ...)."""
+    from search_spaces import is_preset, list_presets, preset_path
 
     path = Path(value).expanduser()
     if path.is_file():
         return path
-    if value.removesuffix(".yaml") in list_presets():
+    if is_preset(value):
         return preset_path(value)
-    raise UsageError(f"{value}: no such space file; pass a YAML path or a preset ({', '.join(list_presets())})")
+    raise UsageError(f"{value}: no such space file; pass a YAML path, a preset ({', '.join(list_presets())}) "
+                     "or a method's space <track>/<method> such as quick/ga or paper/scrub")
 
 
 def preflight(args: argparse.Namespace) -> None:
