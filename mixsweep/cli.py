@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="start a sweep of a space YAML (a file or a preset name)")
-    run.add_argument("space", help="a sweep space YAML file, or a shipped preset name (quick, paper, ...)")
+    run.add_argument("space", help="a sweep space YAML file, or a shipped preset name (quick, paper, ...) "
+                                   "or method space (quick/ga, paper/scrub, ...)")
     run.add_argument("--trials", type=int, help="trials in total (default: the space's sweep.trials)")
     run.add_argument("--concurrency", type=int, help="trials at once (default: the space's sweep.concurrency)")
     run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial = its torch threads")

@@ -1,7 +1,8 @@
 """Search spaces and ablation plans: the YAML files that say what a sweep or an ablation varies.
 
-A sweep space (search_spaces/*.yaml) gives a base config, the fields Optuna searches and the
-objectives; `SweepSpace.define_by_run` is the function Ray's OptunaSearch calls per trial. An ablation
+A sweep space (search_spaces/*.yaml, and each method's methods/<method>/{quick,paper}.yaml, named
+`quick/ga` and so on) gives a base config, the fields Optuna searches and the objectives;
+`SweepSpace.define_by_run` is the function Ray's OptunaSearch calls per trial. An ablation
 plan (search_spaces/ablations/*.yaml) gives a base config and named deltas from it, run over seeds.
 Both are validated in full on load: a bad file raises `SpaceError` / `PlanError` (both `ConfigError`)
 in one sentence that names the file and the key.

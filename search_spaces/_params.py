@@ -4,6 +4,9 @@
     epochs:       {low: 1, high: 40}                  # IntParam: an int field (optional log, step)
     gen_interval: {choices: [1, 2, 4, 8]}             # CategoricalParam: any searchable field
     gen_target:   {choices: [current, ema]}           # string and bool fields take choices only
+
+The fields a space may search are those of its base's `method` (`searchable(method)`): MixUnlearn's
+section of UnlearnConfig, or a baseline's Hyper fields (`lr`, `weight_decay`, `tau`, ...).
 """
 from __future__ import annotations
 
@@ -89,8 +92,8 @@ def parse_param(name: str, spec: Any, *, base: dict[str, Any], path: str) -> Par
     key = f"{path}: search.{name}"
     method = method_class(base["method"], key)
     allowed = searchable(method.name)
-    types = {**{f: t for f, t in UnlearnConfig.field_types().items() if f in UnlearnConfig.common_fields()},
-             **method.field_types()}
+    fields = {*UnlearnConfig.common_fields(), *method.config_fields()}
+    types = {f: t for f, t in {**UnlearnConfig.field_types(), **method.field_types()}.items() if f in fields}
     if name not in types:
         raise SpaceError(f"{key} is not a config field of method {method.name!r}; searchable fields: "
                          f"{', '.join(allowed)}")
