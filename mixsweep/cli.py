@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="start a sweep of a space YAML (a file or a preset name)")
-    run.add_argument("space", help="a sweep space YAML file, or a shipped preset name (quick, paper, ...)")
+    run.add_argument("space", help="a sweep space YAML file, or a shipped preset name (quick, paper, ...) "
+                                   "or method space (quick/ga, paper/scrub, ...)")
     run.add_argument("--trials", type=int, help="trials in total (default: the space's sweep.trials)")
     run.add_argument("--concurrency", type=int, help="trials at once (default: the space's sweep.concurrency)")
     run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial = its torch threads")
@@ -114,15 +115,16 @@ def _common(parser: argparse.ArgumentParser, *, address: bool = False, storage: 
 
 
 def space_file(value: str) -> Path:
-    """A path, or the name of a shipped preset."""
-    from search_spaces import list_presets, preset_path
+    """A path, or the name of a shipped preset (quick, paper, ...) or method space (quick/ga, paper/scrub, ...)."""
+    from search_spaces import is_preset, list_presets, preset_path
 
     path = Path(value).expanduser()
     if path.is_file():
         return path
-    if value.removesuffix(".yaml") in list_presets():
+    if is_preset(value):
         return preset_path(value)
-    raise UsageError(f"{value}: no such space file; pass a YAML path or a preset ({', '.join(list_presets())})")
+    raise UsageError(f"{value}: no such space file; pass a YAML path, a preset ({', '.join(list_presets())}) "
+                     "or a method's space <track>/<method> such as quick/ga or paper/scrub")
 
 
 def preflight(args: argparse.Namespace) -> None:

@@ -37,7 +37,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces import IntParam, SweepSpace, load_space
+from search_spaces import IntParam, SweepSpace, load_space, shipped_name
 from mixunlearn.config import UnlearnConfig
 from trainables import TrialSettings, records, unlearn_trial
 
@@ -87,7 +87,8 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
                              "the flag")
         space.config_for({"epochs": epochs})   # a SpaceError (exit 2) if the value is impossible
         overrides["epochs"] = epochs
-    name = name or space_path.stem
+    # A method's shipped space quick/ga is sweep "quick-ga": its files are all called quick.yaml or paper.yaml.
+    name = name or (shipped_name(space_path) or space_path.stem).replace("/", "-")
     storage_path = new_storage(name, storage, kind="sweep")
     uri = tracking.tracking_uri(tracking_uri)
     cluster.check_request(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)

@@ -1,7 +1,8 @@
 """Search spaces and ablation plans: the YAML files that say what a sweep or an ablation varies.
 
-A sweep space (search_spaces/*.yaml) gives a base config, the fields Optuna searches and the
-objectives; `SweepSpace.define_by_run` is the function Ray's OptunaSearch calls per trial. An ablation
+A sweep space (search_spaces/*.yaml, and each method's methods/<method>/{quick,paper}.yaml, named
+`quick/ga` and so on) gives a base config, the fields Optuna searches and the objectives;
+`SweepSpace.define_by_run` is the function Ray's OptunaSearch calls per trial. An ablation
 plan (search_spaces/ablations/*.yaml) gives a base config and named deltas from it, run over seeds.
 Both are validated in full on load: a bad file raises `SpaceError` / `PlanError` (both `ConfigError`)
 in one sentence that names the file and the key.
@@ -22,13 +23,15 @@ with an empty Tuner param_space (a str/list instead of one-element lists for a s
 """
 from ._errors import PlanError, SpaceError
 from ._metrics import METRICS, MODES
-from ._params import SEARCHABLE, CategoricalParam, FloatParam, IntParam, Param
+from ._params import SEARCHABLE, CategoricalParam, FloatParam, IntParam, Param, searchable
 from ._plan import AblationPlan, AblationRun, load_plan
-from ._presets import list_plans, list_presets, plan_path, preset_path
+from ._presets import (is_preset, list_method_spaces, list_plans, list_presets, method_space_path, plan_path,
+                       preset_path, shipped_name)
 from ._space import Objective, SweepDefaults, SweepSpace, load_space
 
 __all__ = [
     "AblationPlan", "AblationRun", "CategoricalParam", "FloatParam", "IntParam", "METRICS", "MODES",
     "Objective", "Param", "PlanError", "SEARCHABLE", "SpaceError", "SweepDefaults", "SweepSpace",
-    "list_plans", "list_presets", "load_plan", "load_space", "plan_path", "preset_path",
+    "is_preset", "list_method_spaces", "list_plans", "list_presets", "load_plan", "load_space",
+    "method_space_path", "plan_path", "preset_path", "searchable", "shipped_name",
 ]

@@ -7,7 +7,12 @@ names it:
     base: ../runs/best.yaml                              # an exported config (a flat field mapping)
     base: ../quick.yaml#base                             # one key of another file: share a sweep's setup
 
-`constants` (optional) then overrides single fields, so a reused base needs no copy.
+`constants` (optional) then overrides single fields, so a reused base needs no copy. When it names another
+`method` than the base's, only the fields every method has (data, task, models, targets, run) carry over
+and the new method starts from its own defaults, as `UnlearnConfig.replace(method=...)` does:
+
+    base: ../../quick.yaml#base                          # MixUnlearn's quick sweep: its data and f_D
+    constants: {method: ga}                              # GA's own fields: its defaults, not MixUnlearn's
 """
 from __future__ import annotations
 
@@ -31,6 +36,9 @@ def resolve_base(document: dict[str, Any], *, path: Path, error: type[ConfigErro
     if not isinstance(constants, dict):
         raise error(f"{path}: constants must be a mapping of config fields to values "
                     f"(found {type(constants).__name__})")
+    if constants.get("method", config["method"]) != config["method"]:
+        common = UnlearnConfig.common_fields()
+        config = {k: v for k, v in config.items() if k in common}
     return validated({**config, **constants}, source=f"{path}: constants", error=error)
 
 

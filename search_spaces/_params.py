@@ -4,6 +4,9 @@
     epochs:       {low: 1, high: 40}                  # IntParam: an int field (optional log, step)
     gen_interval: {choices: [1, 2, 4, 8]}             # CategoricalParam: any searchable field
     gen_target:   {choices: [current, ema]}           # string and bool fields take choices only
+
+The fields a space may search are those of its base's `method` (`searchable(method)`): MixUnlearn's
+section of UnlearnConfig, or a baseline's Hyper fields (`lr`, `weight_decay`, `tau`, ...).
 """
 from __future__ import annotations
 
@@ -12,20 +15,29 @@ from typing import Any, Union
 
 import optuna
 
-from mixunlearn.config import UnlearnConfig
+from mixunlearn.config import MIXUNLEARN_FIELDS, UnlearnConfig, method_class
 
 from ._base import validated
 from ._errors import SpaceError
 
-# Only fields read by the unlearning loop may vary between trials. The data, forget task, reference
-# recipe and ref_seed define f_D and Retrain, which every trial of a sweep shares and is measured
-# against (avg_gap is a distance to Retrain); evaluation sizes and `seed` would change the yardstick.
-SEARCHABLE: tuple[str, ...] = (
-    "targets", "sharpen_T", "alpha", "omega", "tau_gen", "tau_mix", "tau_real",
-    "gen_interval", "gen_steps", "gen_target", "ema_momentum", "lr_unlearner", "lr_generator",
-    "epochs", "batch_size", "reduction",
-    "use_mix_loss", "use_mixblock", "use_sharpen", "exclude_same_class_pairs",
-)
+# Only fields read by the unlearning loop may vary between trials: `targets` and the method's own fields.
+# The data, forget task, reference recipe and ref_seed define f_D and Retrain, which every trial of a sweep
+# shares and is measured against (avg_gap is a distance to Retrain); evaluation sizes and `seed` would
+# change the yardstick. MixUnlearn's generator-form fields say which reading of the method runs (METHOD.md's
+# open questions): ablation plans compare them, a sweep keeps one.
+SEARCHABLE_COMMON: tuple[str, ...] = ("targets",)
+FIXED_FORM: tuple[str, ...] = ("lambda_draw", "mixblock_form", "mixblock_act", "mask_lambda_weight")
+SEARCHABLE: tuple[str, ...] = (*SEARCHABLE_COMMON, *(f for f in MIXUNLEARN_FIELDS if f not in FIXED_FORM))
+
+
+def searchable(method: str) -> tuple[str, ...]:
+    """The fields a sweep of `method` may search: `targets` and the method's own (MixUnlearn's: SEARCHABLE).
+
+    >>> searchable("mixunlearn") == SEARCHABLE, searchable("ga")
+    (True, ('targets', 'epochs', 'batch_size', 'lr', 'momentum', 'weight_decay'))
+    """
+    own = method_class(method, "search").config_fields()
+    return (*SEARCHABLE_COMMON, *(f for f in own if f not in FIXED_FORM))
 
 
 @dataclass(frozen=True)
@@ -78,13 +90,17 @@ def parse_param(name: str, spec: Any, *, base: dict[str, Any], path: str) -> Par
     """The parameter `search.<name>: spec` of the file `path`; every value it allows is checked
     against UnlearnConfig on top of `base`, so no trial can draw an impossible config."""
     key = f"{path}: search.{name}"
-    types = UnlearnConfig.field_types()
+    method = method_class(base["method"], key)
+    allowed = searchable(method.name)
+    fields = {*UnlearnConfig.common_fields(), *method.config_fields()}
+    types = {f: t for f, t in {**UnlearnConfig.field_types(), **method.field_types()}.items() if f in fields}
     if name not in types:
-        raise SpaceError(f"{key} is not a config field; searchable fields: {', '.join(SEARCHABLE)}")
-    if name not in SEARCHABLE:
+        raise SpaceError(f"{key} is not a config field of method {method.name!r}; searchable fields: "
+                         f"{', '.join(allowed)}")
+    if name not in allowed:
         raise SpaceError(f"{key} cannot be searched because every trial shares the data, forget task, "
                          f"reference models and evaluation; set it under base, or search one of: "
-                         f"{', '.join(SEARCHABLE)}")
+                         f"{', '.join(allowed)}")
     kind = types[name]
     if not isinstance(spec, dict):
         raise SpaceError(f"{key} must be a mapping such as {_example(kind)} (found {spec!r})")

@@ -10,7 +10,8 @@
     sweep: {trials: 8, concurrency: 2, grace_epochs: 1}           # defaults of the CLI's flags
     seed_defaults: true                                           # evaluate the base's values first
 
-Every key but `search` is optional. Everything is checked when the file is loaded, so a typo fails in
+Every key but `search` is optional. `search: {}` is a fixed config (Retrain's spaces, the yardstick): each
+trial runs the base as it is. Everything is checked when the file is loaded, so a typo fails in
 the first second of a sweep, not in trial 37.
 """
 from __future__ import annotations
@@ -105,8 +106,9 @@ class SweepSpace:
         return {name: value for name, value in point.items() if value is not None}
 
     def points_to_evaluate(self) -> list[dict[str, Any]]:
-        """`[paper_defaults()]` when `seed_defaults` is true, else `[]`: OptunaSearch's points_to_evaluate."""
-        return [self.paper_defaults()] if self.seed_defaults else []
+        """`[paper_defaults()]` when `seed_defaults` is true and something is searched, else `[]`:
+        OptunaSearch's points_to_evaluate (a fixed config has no point to seed)."""
+        return [self.paper_defaults()] if self.seed_defaults and self.search else []
 
 
 def load_space(path: str | Path) -> SweepSpace:
@@ -126,9 +128,10 @@ def load_space(path: str | Path) -> SweepSpace:
         raise SpaceError(f"{path}: unknown top-level key {unknown[0]!r}; allowed: {', '.join(_TOP_LEVEL)}")
     base = resolve_base(document, path=path, error=SpaceError)
     search = document.get("search")
-    if not isinstance(search, dict) or not search:
+    if not isinstance(search, dict):
         raise SpaceError(f"{path}: search must map at least one config field to its values, "
-                         "e.g. search: {alpha: {low: 0.1, high: 4.0, log: true}}")
+                         "e.g. search: {alpha: {low: 0.1, high: 4.0, log: true}}, or be {} for a fixed "
+                         f"config (found {search!r})")
     constants = document.get("constants") or {}
     for name in search:
         if name in constants:

@@ -105,7 +105,7 @@ def test_the_alpha_plan_varies_only_alpha():
 
 
 @pytest.mark.parametrize("module", ["search_spaces", "search_spaces._space", "search_spaces._plan",
-                                    "search_spaces._presets"])
+                                    "search_spaces._presets", "search_spaces._params"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from mixunlearn.config import ConfigError
+from mixunlearn.config import ConfigError, UnlearnConfig
 from search_spaces import (CategoricalParam, FloatParam, IntParam, Objective, SpaceError, SweepDefaults,
                            load_space)
 
@@ -69,6 +69,37 @@ def test_base_can_be_an_exported_config(tmp_path):
     space = load_space(write(tmp_path, "base: best.yaml\nsearch: {omega: {choices: [0.5, 1, 2]}}\n"))
     assert space.base["dataset"] == "mnist" and space.paper_defaults() == {"omega": 1.0}
     assert space.search["omega"].choices == (0.5, 1.0, 2.0)   # ints in a float field become floats
+
+
+def test_a_base_of_another_method_keeps_only_the_common_fields(tmp_path):
+    write(tmp_path, VALID.replace("epochs: 3", "epochs: 3\n  train_subset: 50\n  lr_unlearner: 1.0e-5"), "shared.yaml")
+    space = load_space(write(tmp_path, """
+        base: shared.yaml#base
+        constants: {method: ga}
+        search: {lr: {low: 1.0e-5, high: 1.0e-1, log: true}}
+    """))
+    ga = UnlearnConfig.from_dict({"method": "ga", "model": "cnn_small"}).to_dict()
+    assert space.base["method"] == "ga" and space.base["train_subset"] == 50   # the shared data carries over
+    assert "lr_unlearner" not in space.base and "alpha" not in space.base     # MixUnlearn's fields do not
+    assert space.base["epochs"] == ga["epochs"] != 3                          # GA's own default, not MixUnlearn's 3
+    assert space.paper_defaults() == {"lr": ga["lr"]}
+
+
+def test_another_methods_field_is_refused_naming_the_methods_searchable_fields(tmp_path):
+    path = write(tmp_path, "base: {method: ga}\nsearch: {alpha: {low: 0.1, high: 1.0}}\n")
+    with pytest.raises(SpaceError, match=r"search\.alpha is not a config field of method 'ga'.*lr, momentum"):
+        load_space(path)
+    path = write(tmp_path, "search: {lr: {low: 0.1, high: 1.0}}\n")
+    with pytest.raises(SpaceError, match=r"search\.lr is not a config field of method 'mixunlearn'.*alpha"):
+        load_space(path)
+
+
+def test_an_empty_search_is_a_fixed_config(tmp_path):
+    space = load_space(write(tmp_path, "base: {method: retrain, ref_epochs: 3}\nsearch: {}\n"))
+    assert space.search == {} and space.points_to_evaluate() == []   # nothing to seed: the base is the trial
+    trial = optuna.create_study().ask()
+    assert space.define_by_run(trial) == space.base and trial.params == {}
+    assert space.config_for({}) == space.base and space.base["epochs"] == 3   # Retrain's epochs = ref_epochs
 
 
 def test_paper_defaults_are_clipped_into_the_space(tmp_path):
