@@ -91,11 +91,11 @@ def parse_param(name: str, spec: Any, *, base: dict[str, Any], path: str) -> Par
     against UnlearnConfig on top of `base`, so no trial can draw an impossible config."""
     key = f"{path}: search.{name}"
     method = method_class(base["method"], key)
-    allowed = searchable(method.name)
+    allowed = searchable(base["method"])
     fields = {*UnlearnConfig.common_fields(), *method.config_fields()}
     types = {f: t for f, t in {**UnlearnConfig.field_types(), **method.field_types()}.items() if f in fields}
     if name not in types:
-        raise SpaceError(f"{key} is not a config field of method {method.name!r}; searchable fields: "
+        raise SpaceError(f"{key} is not a config field of method {base['method']!r}; searchable fields: "
                          f"{', '.join(allowed)}")
     if name not in allowed:
         raise SpaceError(f"{key} cannot be searched because every trial shares the data, forget task, "
