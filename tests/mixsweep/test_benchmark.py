@@ -2,9 +2,9 @@
 
 The first benchmark runs in this process on the module's local 2-CPU Ray (its method processes join that
 Ray by address), logging over HTTP to the session's MLflow server; the tests read what it left, as a
-user would, and recompute the table from the seed runs' MLflow metrics. The second is `mixsweep
-benchmark` in its own process group, SIGKILLed once a trial has finished, resumed, then run again with
-one more seed.
+user would, recompute the table from the seed runs' MLflow metrics, and run it again with one more
+seed. The second is `mixsweep benchmark` in its own process group (one seed, to stay short),
+SIGKILLed once a trial has finished, then `mixsweep resume`d.
 """
 from __future__ import annotations
 
@@ -161,9 +161,22 @@ def finished_trials(client: MlflowClient, storage: str) -> list:
     return [t for _, trials, _ in tree(client, state).values() for t in trials if t.info.status == "FINISHED"]
 
 
-def test_a_killed_benchmark_resumes_without_training_a_finished_trial_again_and_more_seeds_add_only_theirs(
-        tmp_path, cli_env, mlflow_server):
-    plan = write_plan(tmp_path)
+def test_more_seeds_under_the_same_name_add_only_the_new_seed_runs(finished_benchmark, tmp_path):
+    state, client, found = finished_benchmark
+    plan = write_plan(tmp_path, seeds=[*SEEDS, 2])
+    assert main(["benchmark", str(plan), "--storage", state.storage, "--name", NAME]) == 0
+    after = tree(client, state)
+    for method, (_, trials, seeds) in after.items():
+        before = {r.info.run_id: r.info.end_time for r in found[method][2]}
+        assert {t.info.run_id for t in trials} == {t.info.run_id for t in found[method][1]}   # no trial added
+        new = [r for r in seeds if r.info.run_id not in before]
+        assert [r.data.tags["mixsweep.benchmark.seed"] for r in new] == ["2"] and new[0].info.status == "FINISHED"
+        assert {r.info.run_id: r.info.end_time for r in seeds if r.info.run_id in before} == before
+    assert "seeds 0, 1, 2" in (state.folder / "table.md").read_text()
+
+
+def test_a_killed_benchmark_resumes_without_training_a_finished_trial_again(tmp_path, cli_env, mlflow_server):
+    plan = write_plan(tmp_path, seeds=[0])
     storage = str(tmp_path / "sweeps")
     command = [sys.executable, "-m", "mixsweep"]
     client = MlflowClient(mlflow_server)
@@ -182,11 +195,12 @@ def test_a_killed_benchmark_resumes_without_training_a_finished_trial_again_and_
             os.killpg(driver.pid, signal.SIGKILL)   # the driver, its method processes and its local Ray
             driver.wait()
     before = {r.info.run_id: r.info.end_time for r in finished_trials(client, storage)}
+    state = benchmark_state.load("killed", storage)
+    assert client.get_run(state.parent_run_id).info.status == "RUNNING"   # nothing closed it: it was killed
 
     resumed = subprocess.run([*command, "resume", "killed", "--storage", storage], env=cli_env,
                              capture_output=True, text=True, timeout=WAIT_S)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    state = benchmark_state.load("killed", storage)
     assert client.get_run(state.parent_run_id).info.status == "FINISHED"
     found = tree(client, state)
     runs = {t.info.run_id: t for _, trials, _ in found.values() for t in trials}
@@ -194,18 +208,8 @@ def test_a_killed_benchmark_resumes_without_training_a_finished_trial_again_and_
         assert runs[run_id].info.end_time == end_time                    # not reopened
         steps = [m.step for m in client.get_metric_history(run_id, "epoch")]
         assert sorted(steps) == sorted(set(steps))                          # each epoch trained once
+    assert set(found) == set(METHODS)
     for method, (_, trials, seeds) in found.items():
-        assert len(trials) == 2 and sorted(int(r.data.tags["mixsweep.benchmark.seed"]) for r in seeds) == SEEDS
+        assert len(trials) == 2 and [r.data.tags["mixsweep.benchmark.seed"] for r in seeds] == ["0"]
         assert not [r for r in trials + seeds if r.info.status == "RUNNING"]
     assert (state.folder / "table.md").is_file()
-    seeds_before = {r.info.run_id for _, _, seeds in found.values() for r in seeds}
-
-    more = subprocess.run([*command, "benchmark", str(write_plan(tmp_path, seeds=[0, 1, 2])), "--storage", storage,
-                           "--name", "killed"], env=cli_env, capture_output=True, text=True, timeout=WAIT_S)
-    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
-    after = tree(client, state)
-    for method, (_, trials, seeds) in after.items():
-        assert len(trials) == 2                                              # no sweep trial added
-        new = [r for r in seeds if r.info.run_id not in seeds_before]
-        assert [r.data.tags["mixsweep.benchmark.seed"] for r in new] == ["2"] and new[0].info.status == "FINISHED"
-    assert seeds_before <= {r.info.run_id for _, _, seeds in after.values() for r in seeds}
