@@ -66,6 +66,19 @@ class SpaceFunction:
         return {**self.space.define_by_run(trial), **self.overrides}
 
 
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch that lets a finished trial report again. A driver killed after the study (optuna.db,
+    written at once) recorded a trial's end but before Tune's next snapshot leaves Tune believing the
+    trial still runs; `resume` restarts it, the trial reports the result MLflow kept (unlearn_trial), and
+    Optuna refuses an intermediate value for a finished trial, which would end the resumed sweep."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass   # the study holds this trial's result already
+
+
 def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency: int | None = None,
               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, address: str | None = None,
               storage: str | None = None, tracking_uri: str | None = None, name: str | None = None,
@@ -190,7 +203,7 @@ def make_tuner(state: sweep_state.SweepState, space: SweepSpace, overrides: dict
     metrics = [m for m, _ in state.objectives]
     modes = [d for _, d in state.objectives]
     single = len(metrics) == 1
-    searcher = OptunaSearch(
+    searcher = ResumableOptunaSearch(
         space=SpaceFunction(space, overrides),
         metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
         points_to_evaluate=space.points_to_evaluate(),

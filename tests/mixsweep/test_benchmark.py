@@ -3,8 +3,8 @@
 The first benchmark runs in this process on the module's local 2-CPU Ray (its method processes join that
 Ray by address), logging over HTTP to the session's MLflow server; the tests read what it left, as a
 user would, recompute the table from the seed runs' MLflow metrics, and run it again with one more
-seed. The second is `mixsweep benchmark` in its own process group (one seed, to stay short),
-SIGKILLed once a trial has finished, then `mixsweep resume`d.
+seed. The second is `mixsweep benchmark` in its own process group (one method and one seed, to stay
+short), SIGKILLed once a trial has finished, then `mixsweep resume`d.
 """
 from __future__ import annotations
 
@@ -37,14 +37,14 @@ SEEDS = [0, 1]
 WAIT_S = 600
 
 
-def write_plan(folder, *, seeds=SEEDS, budget=None, base=None):
-    for method in METHODS:   # each method's own space: its fields, one searched
+def write_plan(folder, *, seeds=SEEDS, budget=None, base=None, methods=tuple(METHODS)):
+    for method in methods:   # each method's own space: its fields, one searched
         space = {"base": {"method": method, "dataset": "fashion_mnist", "model": "cnn_small", "epochs": 2,
                           "batch_size": 16},
                  "search": {"batch_size": {"choices": [16, 32]}}, "sweep": {"trials": 9}}
         (folder / "spaces").mkdir(exist_ok=True)
         (folder / "spaces" / f"{method}.yaml").write_text(yaml.safe_dump(space))
-    plan = {"base": base or BASE, "methods": [f"spaces/{m}.yaml" for m in METHODS],
+    plan = {"base": base or BASE, "methods": [f"spaces/{m}.yaml" for m in methods],
             "budget": budget or {"trials": 2, "concurrency": 2, "grace_epochs": 1}, "seeds": seeds}
     path = folder / "plan.yaml"
     path.write_text(yaml.safe_dump(plan, sort_keys=False))
@@ -126,6 +126,19 @@ def test_report_writes_the_figures_into_the_benchmark_folder(finished_benchmark)
     assert pngs and all(p.stat().st_size > 1000 for p in pngs)
 
 
+def test_register_puts_each_methods_best_seed_run_in_the_registry_aliased_by_the_method(finished_benchmark):
+    from mixsweep.benchmark import register_benchmark
+
+    state, client, found = finished_benchmark
+    registered = {r.alias: r for r in register_benchmark(state, name="benchmark-best")}
+    assert set(registered) == set(METHODS)
+    for method, (_, _, seeds) in found.items():
+        best = min(seeds, key=lambda r: r.data.metrics["avg_gap"])
+        assert registered[method].run_id == best.info.run_id
+        version = client.get_model_version_by_alias("benchmark-best", method)
+        assert version.run_id == best.info.run_id
+
+
 def test_a_changed_budget_under_the_same_name_is_refused_in_one_sentence(finished_benchmark, tmp_path, capsys):
     state, _, _ = finished_benchmark
     plan = write_plan(tmp_path, budget={"trials": 3, "concurrency": 2, "grace_epochs": 1})
@@ -176,7 +189,7 @@ def test_more_seeds_under_the_same_name_add_only_the_new_seed_runs(finished_benc
 
 
 def test_a_killed_benchmark_resumes_without_training_a_finished_trial_again(tmp_path, cli_env, mlflow_server):
-    plan = write_plan(tmp_path, seeds=[0])
+    plan = write_plan(tmp_path, seeds=[0], methods=["ga"])   # one method, one seed: the file's time budget
     storage = str(tmp_path / "sweeps")
     command = [sys.executable, "-m", "mixsweep"]
     client = MlflowClient(mlflow_server)
@@ -208,7 +221,7 @@ def test_a_killed_benchmark_resumes_without_training_a_finished_trial_again(tmp_
         assert runs[run_id].info.end_time == end_time                    # not reopened
         steps = [m.step for m in client.get_metric_history(run_id, "epoch")]
         assert sorted(steps) == sorted(set(steps))                          # each epoch trained once
-    assert set(found) == set(METHODS)
+    assert set(found) == {"ga"}
     for method, (_, trials, seeds) in found.items():
         assert len(trials) == 2 and [r.data.tags["mixsweep.benchmark.seed"] for r in seeds] == ["0"]
         assert not [r for r in trials + seeds if r.info.status == "RUNNING"]
