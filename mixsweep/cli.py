@@ -9,6 +9,7 @@
     mixsweep ablate search_spaces/ablations/mixunlearn_components.yaml
     mixsweep report quick
     mixsweep compare quick sweeps/paper/export/best.yaml
+    mixsweep benchmark quick
 
 Environment: MIXSWEEP_STORAGE (default of --storage), MLFLOW_TRACKING_URI (of --tracking-uri),
 RAY_ADDRESS (of --address), MIXSWEEP_CACHE (each machine's cache), MIXSWEEP_REFERENCES (of
@@ -26,6 +27,7 @@ from pathlib import Path
 from .errors import EXIT_USAGE, UsageError, user_errors
 
 EXIT_DIVERGED = 1   # `mixsweep train` of a run whose loss went NaN or Inf
+EXIT_INCOMPLETE = 3   # a benchmark interrupted before its table: `mixsweep resume NAME` finishes it
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "mixsweep-references line, else this machine's cache)")
     _common(train, tracking=True)
 
-    resume = commands.add_parser("resume", help="finish an interrupted sweep")
-    resume.add_argument("sweep", help="a sweep name under --storage, or a sweep folder")
+    resume = commands.add_parser("resume", help="finish an interrupted sweep, ablation or benchmark")
+    resume.add_argument("sweep", help="a sweep, ablation or benchmark name under --storage, or its folder")
     _common(resume, address=True, storage=True)
 
     ui = commands.add_parser("ui", help="serve the MLflow UI over the tracking store, or optuna-dashboard")
@@ -86,8 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "as a version of NAME, aliased by the variant")
     _common(ablate, address=True, storage=True, tracking=True, references=True)
 
-    report = commands.add_parser("report", help="a Markdown + PNG report folder of a sweep or an ablation")
-    report.add_argument("sweep", help="a sweep or ablation name under --storage, or its folder")
+    benchmark = commands.add_parser("benchmark", help="every method's sweep under one budget at once, then each "
+                                                      "winner over seeds, in one table")
+    benchmark.add_argument("plan", help="a benchmark plan YAML, or a shipped plan name (quick, paper)")
+    benchmark.add_argument("--name", help="benchmark name (default: the plan file's stem); the same name again "
+                                          "adds the plan's new seeds")
+    benchmark.add_argument("--cpus-per-trial", type=float, help="CPUs per trial = its torch threads (default 1)")
+    benchmark.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions share a GPU (default 0)")
+    benchmark.add_argument("--register", metavar="NAME", help="register each method's best seed run (lowest "
+                                                              "avg_gap) as a version of NAME, aliased by the method")
+    _common(benchmark, address=True, storage=True, tracking=True, references=True)
+
+    report = commands.add_parser("report", help="a Markdown + PNG report folder of a sweep, ablation or benchmark")
+    report.add_argument("sweep", help="a sweep, ablation or benchmark name under --storage, or its folder")
     report.add_argument("--out", help="the report folder (default: <sweep folder>/report)")
     _common(report, storage=True)
 
@@ -150,10 +163,18 @@ def preflight(args: argparse.Namespace) -> None:
             raise UsageError(f"{args.plan}: no such plan file; pass an ablation plan YAML or a shipped plan "
                              f"({', '.join(list_plans())})")
         load_plan(path)
+    elif args.command == "benchmark":
+        from search_spaces import load_benchmark_plan
+
+        from .benchmark_state import resolve_plan
+
+        load_benchmark_plan(resolve_plan(args.plan))
     elif args.command in ("export", "resume", "report"):
+        from .benchmark_state import find
         from .state import load
 
-        load(args.sweep, args.storage)
+        if not (args.command != "export" and find(args.sweep, args.storage)):
+            load(args.sweep, args.storage)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -191,8 +212,23 @@ def dispatch(args: argparse.Namespace) -> int:
         print(f"MLflow run {result.run_id}")
         return 0
     if args.command == "resume":
+        from .benchmark_state import find
+        if find(args.sweep, args.storage):
+            from .benchmark import resume_benchmark
+            return 0 if resume_benchmark(args.sweep, storage=args.storage, address=args.address) else EXIT_INCOMPLETE
         from .resume import resume_sweep
         resume_sweep(args.sweep, storage=args.storage, address=args.address)
+        return 0
+    if args.command == "benchmark":
+        from .benchmark import register_benchmark, run_benchmark
+        result = run_benchmark(args.plan, name=args.name, storage=args.storage, tracking_uri=args.tracking_uri,
+                               address=args.address, cpus_per_trial=args.cpus_per_trial,
+                               gpus_per_trial=args.gpus_per_trial, references=args.references)
+        if result is None:
+            return EXIT_INCOMPLETE
+        if args.register:
+            for registered in register_benchmark(result.state, name=args.register):
+                print(f"registered: {registered.uri}  (version {registered.version}, run {registered.run_id})")
         return 0
     if args.command == "ui":
         if args.optuna:
@@ -216,6 +252,13 @@ def dispatch(args: argparse.Namespace) -> int:
                 print(f"registered: {registered.uri}  (version {registered.version}, run {registered.run_id})")
         return 0
     if args.command == "report":
+        from .benchmark_state import find
+        if find(args.sweep, args.storage):
+            from . import benchmark_state
+            from .benchmark import write_benchmark_report
+            figures = write_benchmark_report(benchmark_state.load(args.sweep, args.storage), out=args.out)
+            print(f"report: {len(figures)} figures in {figures[0].parent if figures else args.out}")
+            return 0
         from .report import write_report
         written = write_report(args.sweep, storage=args.storage, out=args.out)
         print(f"report: {written.markdown} ({len(written.figures)} figures)")

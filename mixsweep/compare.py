@@ -73,12 +73,16 @@ def compare(inputs: list[str], *, storage: str | None = None, tracking_uri: str 
         {label: records.client(c.tracking_uri).get_run(c.run_id).data.tags for c, label in zip(resolved, labels)},
         command="compare")
     cfg = configs[first]
-    kind = "class" if cfg["task"] == "class" or (cfg["task"] == "semi" and cfg["semi_base"] == "class") else "data"
-    table = paper_table(task_kind=kind, original=rows[first][ORIGINAL], retrain=rows[first][RETRAIN],
+    table = paper_table(task_kind=task_kind(cfg), original=rows[first][ORIGINAL], retrain=rows[first][RETRAIN],
                         methods={label: rows[label][method_row(UnlearnConfig.from_dict(configs[label]))]
                                  for label in labels})
     title = f"{cfg['dataset']} / {cfg['task']} / {cfg['model']} / targets {cfg['targets']}"
     return Comparison(table=table, title=title, inputs=resolved)
+
+
+def task_kind(cfg: dict) -> str:
+    """The columns a config's task is judged by: "class" (Test_r, Test_f) or "data" (Test)."""
+    return "class" if cfg["task"] == "class" or (cfg["task"] == "semi" and cfg["semi_base"] == "class") else "data"
 
 
 def resolve(item: str, *, storage: str | None, tracking_uri: str | None) -> Compared:

@@ -66,12 +66,26 @@ class SpaceFunction:
         return {**self.space.define_by_run(trial), **self.overrides}
 
 
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch that lets a finished trial report again. A driver killed after the study (optuna.db,
+    written at once) recorded a trial's end but before Tune's next snapshot leaves Tune believing the
+    trial still runs; `resume` restarts it, the trial reports the result MLflow kept (unlearn_trial), and
+    Optuna refuses an intermediate value for a finished trial, which would end the resumed sweep."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass   # the study holds this trial's result already
+
+
 def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency: int | None = None,
               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, address: str | None = None,
               storage: str | None = None, tracking_uri: str | None = None, name: str | None = None,
               checkpoint_every: int = 1, epochs: int | None = None, seed: int = 0,
-              references: str | None = None) -> sweep_state.SweepState:
-    """Start a sweep and run it to the end (or to an interruption, after which `resume` continues it)."""
+              references: str | None = None, nested_under: str | None = None) -> sweep_state.SweepState:
+    """Start a sweep and run it to the end (or to an interruption, after which `resume` continues it).
+    `nested_under`: an MLflow run id the sweep's parent run nests under (a benchmark's run)."""
     # ---- the user's input, all of it, before anything starts -------------------------------------------
     space_path = Path(space_file).expanduser().resolve()
     space = load_space(space_path)
@@ -106,7 +120,7 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
             cache_dir=os.environ.get("MIXSWEEP_CACHE"),
             references=sweep_state.resolve_references(references, storage_path),
             attack_epochs=asha_rungs(space, epochs) if len(space.objectives) == 1 else None)
-        state.parent_run_id = open_parent_run(state, space)
+        state.parent_run_id = open_parent_run(state, space, nested_under=nested_under)
         with parent_closed_on_error(state):
             state.save()
             print(f"sweep {name}: {trials} trials, {concurrency} at a time, {cpus_per_trial:g} CPU + "
@@ -143,8 +157,9 @@ def new_storage(name: str, storage: str | None, *, kind: str) -> str:
     return storage_path
 
 
-def open_parent_run(state: sweep_state.SweepState, space: SweepSpace) -> str:
-    """The sweep's parent run: its settings as params, the space file, the commit, the cluster's resources."""
+def open_parent_run(state: sweep_state.SweepState, space: SweepSpace, *, nested_under: str | None = None) -> str:
+    """The sweep's parent run: its settings as params, the space file, the commit, the cluster's resources;
+    nested under the run `nested_under` (MLflow's parent tag) when given."""
     client = records.client(state.tracking_uri)
     settings = {
         "sweep_name": state.name, "space_file": state.space_file, "trials": state.trials,
@@ -157,8 +172,10 @@ def open_parent_run(state: sweep_state.SweepState, space: SweepSpace) -> str:
         "objectives": ",".join(f"{m}:{d}" for m, d in state.objectives), "searched": ",".join(space.search),
         **{f"cluster_{k}": v for k, v in cluster.resources_summary().items()},
     }
+    nesting = {records.PARENT_TAG: nested_under} if nested_under else {}
     run_id = records.open_run(client, experiment_id=state.experiment_id, run_name=state.name, kind="sweep",
-                              params=settings, tags={"mixsweep.sweep_name": state.name, **tracking.git_commit()})
+                              params=settings, tags={"mixsweep.sweep_name": state.name, **nesting,
+                                                     **tracking.git_commit()})
     client.log_artifact(run_id, state.space_file, artifact_path="space")
     return run_id
 
@@ -187,7 +204,7 @@ def make_tuner(state: sweep_state.SweepState, space: SweepSpace, overrides: dict
     metrics = [m for m, _ in state.objectives]
     modes = [d for _, d in state.objectives]
     single = len(metrics) == 1
-    searcher = OptunaSearch(
+    searcher = ResumableOptunaSearch(
         space=SpaceFunction(space, overrides),
         metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
         points_to_evaluate=space.points_to_evaluate(),
@@ -227,16 +244,20 @@ def trial_dirname(trial) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 
-def trainable_for(state: sweep_state.SweepState):
+def trainable_for(state: sweep_state.SweepState, settings: TrialSettings | None = None):
     """The trial function with the sweep's settings and resources: built the same way by run and resume
     (Tuner.restore checks that the trainable is the one the sweep started with)."""
-    settings = TrialSettings(
+    settings = settings or trial_settings(state)
+    return tune.with_resources(tune.with_parameters(unlearn_trial, settings=settings),
+                               {"cpu": state.cpus_per_trial, "gpu": state.gpus_per_trial})
+
+
+def trial_settings(state: sweep_state.SweepState) -> TrialSettings:
+    return TrialSettings(
         tracking_uri=state.tracking_uri, experiment_id=state.experiment_id, parent_run_id=state.parent_run_id,
         checkpoint_every=state.checkpoint_every, cpus=state.cpus_per_trial, gpus=state.gpus_per_trial,
         cache_dir=state.cache_dir, references=state.references,
         attack_epochs=tuple(state.attack_epochs) if state.attack_epochs is not None else None)
-    return tune.with_resources(tune.with_parameters(unlearn_trial, settings=settings),
-                               {"cpu": state.cpus_per_trial, "gpu": state.gpus_per_trial})
 
 
 def fit(tuner: tune.Tuner, state: sweep_state.SweepState, *, next_step: str = "mixsweep export") -> bool:

@@ -1,5 +1,5 @@
 """The YAML files shipped in this package: sweep presets beside this file, each method's spaces in
-methods/<method>/<track>.yaml, and ablation plans in ablations/.
+methods/<method>/<track>.yaml, ablation plans in ablations/ and benchmark plans in benchmarks/.
 
 A preset is named by its file's stem ("quick", "paper"), a method's space by `<track>/<method>`
 ("quick/ga", "paper/scrub"): the track is the top-level preset whose data, task and reference models the
@@ -15,6 +15,7 @@ from ._errors import PlanError, SpaceError
 _PRESETS = Path(__file__).resolve().parent
 _METHOD_SPACES = _PRESETS / "methods"
 _PLANS = _PRESETS / "ablations"
+_BENCHMARKS = _PRESETS / "benchmarks"
 
 
 def list_presets() -> list[str]:
@@ -93,3 +94,16 @@ def plan_path(name: str) -> Path:
     if stem not in list_plans():
         raise PlanError(f"ablation plan {name!r} does not exist; shipped plans: {', '.join(list_plans())}")
     return _PLANS / f"{stem}.yaml"
+
+
+def list_benchmarks() -> list[str]:
+    """Names of the shipped benchmark plans, e.g. ['paper', 'quick']."""
+    return sorted(p.stem for p in _BENCHMARKS.glob("*.yaml"))
+
+
+def benchmark_path(name: str) -> Path:
+    """The file of the shipped benchmark plan `name` ("quick" or "quick.yaml")."""
+    stem = name.removesuffix(".yaml")
+    if stem not in list_benchmarks():
+        raise PlanError(f"benchmark plan {name!r} does not exist; shipped plans: {', '.join(list_benchmarks())}")
+    return _BENCHMARKS / f"{stem}.yaml"

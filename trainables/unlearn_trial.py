@@ -80,6 +80,11 @@ class TrialSettings:
     cache_dir: str | None = None   # reference-model cache; None = $MIXSWEEP_CACHE or ~/.cache/mixsweep
     references: str | None = None  # the shared reference store (folder or URI); None = each node's cache alone
     attack_epochs: tuple[int, ...] | None = None   # where the attackers run (+ the last epoch); None = every epoch
+    # Extra tags on every trial's run and its name, each a str.format over the trial's config, e.g.
+    # (("mixsweep.benchmark.seed", "{seed}"),) and "ga/seed{seed}" for a benchmark's seed runs; a run
+    # name of None is Tune's trial name.
+    run_tags: tuple[tuple[str, str], ...] = ()
+    run_name: str | None = None
 
 
 def unlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
@@ -98,13 +103,16 @@ def unlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         else:
             tune.report({**earlier.data.metrics, "mlflow_run_id": earlier.info.run_id})
         return
+    values = cfg.to_dict()
     run_id = records.open_child_run(
         mlflow_client, experiment_id=settings.experiment_id, parent_run_id=settings.parent_run_id,
-        trial_id=context.get_trial_id(), run_name=context.get_trial_name(), params=cfg.to_dict())
+        trial_id=context.get_trial_id(), params=values,
+        run_name=settings.run_name.format(**values) if settings.run_name else context.get_trial_name())
     # The machine it runs on (a retried trial may move): on a cluster, the first question about a slow
     # or failed trial.
     mlflow_client.log_batch(run_id, tags=[RunTag(records.NODE_ID_TAG, ray.get_runtime_context().get_node_id()),
-                                          RunTag(records.NODE_IP_TAG, ray.util.get_node_ip_address())])
+                                          RunTag(records.NODE_IP_TAG, ray.util.get_node_ip_address()),
+                                          *(RunTag(key, text.format(**values)) for key, text in settings.run_tags)])
 
     device = trial_device()
     torch.set_num_threads(max(1, int(settings.cpus)))

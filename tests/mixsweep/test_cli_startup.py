@@ -32,7 +32,7 @@ def imported_by(args: list[str], cwd: Path) -> dict:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["export", "--help"], ["train", "--help"],
-                                  ["ablate", "--help"]])
+                                  ["ablate", "--help"], ["benchmark", "--help"]])
 def test_help_imports_neither_torch_nor_ray_nor_mlflow(args, tmp_path):
     result = imported_by(args, tmp_path)
     assert result["status"] == 0 and result["heavy"] == []
