@@ -108,9 +108,12 @@ def method_space(space_file: Path, *, base: dict[str, Any], budget: SweepDefault
     merged = validated({**space_base, **base}, source=f"{key} ({space_file.name}) with the plan's base",
                        error=PlanError)
     search = document.get("search")
-    if not isinstance(search, dict) or not search:
-        raise PlanError(f"{key}: {space_file} has no search; a benchmarked method needs at least one searched "
-                        "field")
+    if not isinstance(search, dict):
+        raise PlanError(f"{key}: {space_file} has no search mapping; give the fields to tune, or search: {{}} for "
+                        "a method that is measured, not tuned")
+    sweep = asdict(budget)
+    if not search:   # a fixed recipe (Retrain's): one run of it is its sweep; the seeds still re-run it
+        sweep["trials"] = 1
     for name, spec in search.items():
         try:
             parse_param(name, spec, base=merged, path=str(space_file))
@@ -121,7 +124,7 @@ def method_space(space_file: Path, *, base: dict[str, Any], budget: SweepDefault
         raise PlanError(f"{key}: {space_file}: seed_defaults must be true or false, found {seed_defaults!r}")
     return {"base": merged, "search": copy.deepcopy(search),
             "objectives": [{"metric": objective.metric, "mode": objective.mode}],
-            "sweep": asdict(budget), "seed_defaults": seed_defaults}
+            "sweep": sweep, "seed_defaults": seed_defaults}
 
 
 def _space_file(entry: Any, key: str, path: Path) -> Path:
