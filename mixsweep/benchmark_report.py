@@ -97,16 +97,21 @@ def best_so_far(values: list[float], mode: str) -> list[float]:
     return out
 
 
+LINE_STYLES = ("-", "--", ":")
+
+
 def budget(path: Path, trials: dict[str, list[float]], *, objective: str, mode: str, footer: str) -> Path:
     fig = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = fig.subplots()
-    for title, values in trials.items():
+    for index, (title, values) in enumerate(trials.items()):
         numbers = list(range(1, len(values) + 1))
-        line = ax.step(numbers, best_so_far(values, mode), where="post", label=title)[0]
+        # The colour cycle has ten colours: past the tenth method the line style tells them apart.
+        line = ax.step(numbers, best_so_far(values, mode), where="post", label=title,
+                       linestyle=LINE_STYLES[index // 10 % len(LINE_STYLES)])[0]
         ax.scatter(numbers, values, s=10, color=line.get_color(), alpha=0.35)   # NaN points are not drawn
     ax.set_xlabel("trial number (start order)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"best {objective} so far ({mode})")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncols=2)
     fig.suptitle("Benchmark: did the trial budget suffice? (flat at the end = yes)")
     return save(fig, path, footer, metadata=described(list(trials)))
