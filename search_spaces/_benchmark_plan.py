@@ -30,7 +30,7 @@ from ._metrics import METRICS
 from ._params import parse_param
 from ._plan import _seeds
 from ._presets import preset_path
-from ._space import Objective, SweepDefaults
+from ._space import Objective, SweepDefaults, sweep_defaults
 from ._yaml import load_yaml
 
 _TOP_LEVEL = ("base", "methods", "budget", "seeds", "objective")
@@ -74,7 +74,7 @@ def load_benchmark_plan(path: str | Path) -> BenchmarkPlan:
     if unknown:
         raise PlanError(f"{path}: unknown top-level key {unknown[0]!r}; allowed: {', '.join(_TOP_LEVEL)}")
     base = _common_base(document.get("base") or {}, path)
-    budget = _budget(document.get("budget"), path)
+    budget = sweep_defaults(document.get("budget"), path, key="budget", error=PlanError)
     objective = _objective(document.get("objective", "avg_gap"), path)
     methods: list[BenchmarkMethod] = []
     entries = document.get("methods")
@@ -160,21 +160,6 @@ def _common_base(value: Any, path: Path) -> dict[str, Any]:
                             f"space file); remove it or use one of {', '.join(c for c in common if c not in _NOT_IN_BASE)}")
     validated(dict(value), source=f"{path}: base", error=PlanError)
     return dict(value)
-
-
-def _budget(value: Any, path: Path) -> SweepDefaults:
-    allowed = tuple(SweepDefaults.__dataclass_fields__)
-    if value is None:
-        return SweepDefaults()
-    if not isinstance(value, dict):
-        raise PlanError(f"{path}: budget must be a mapping with keys among {', '.join(allowed)}, e.g. "
-                        f"{{trials: 8, concurrency: 2, grace_epochs: 1}} (found {value!r})")
-    for key, number in value.items():
-        if key not in allowed:
-            raise PlanError(f"{path}: budget.{key} is not a budget setting; allowed: {', '.join(allowed)}")
-        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            raise PlanError(f"{path}: budget.{key} must be a positive integer, found {number!r}")
-    return SweepDefaults(**value)
 
 
 def _objective(value: Any, path: Path) -> str:

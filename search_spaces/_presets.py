@@ -85,25 +85,30 @@ def is_preset(name: str) -> bool:
 
 def list_plans() -> list[str]:
     """Names of the shipped ablation plans, e.g. ['alpha_oat', 'mixunlearn_components']."""
-    return sorted(p.stem for p in _PLANS.glob("*.yaml"))
+    return _stems(_PLANS)
 
 
 def plan_path(name: str) -> Path:
     """The file of the shipped ablation plan `name` ("alpha_oat" or "alpha_oat.yaml")."""
-    stem = name.removesuffix(".yaml")
-    if stem not in list_plans():
-        raise PlanError(f"ablation plan {name!r} does not exist; shipped plans: {', '.join(list_plans())}")
-    return _PLANS / f"{stem}.yaml"
+    return _shipped(_PLANS, name, kind="ablation plan")
 
 
 def list_benchmarks() -> list[str]:
     """Names of the shipped benchmark plans, e.g. ['paper', 'quick']."""
-    return sorted(p.stem for p in _BENCHMARKS.glob("*.yaml"))
+    return _stems(_BENCHMARKS)
 
 
 def benchmark_path(name: str) -> Path:
     """The file of the shipped benchmark plan `name` ("quick" or "quick.yaml")."""
+    return _shipped(_BENCHMARKS, name, kind="benchmark plan")
+
+
+def _stems(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _shipped(folder: Path, name: str, *, kind: str) -> Path:
     stem = name.removesuffix(".yaml")
-    if stem not in list_benchmarks():
-        raise PlanError(f"benchmark plan {name!r} does not exist; shipped plans: {', '.join(list_benchmarks())}")
-    return _BENCHMARKS / f"{stem}.yaml"
+    if stem not in _stems(folder):
+        raise PlanError(f"{kind} {name!r} does not exist; shipped plans: {', '.join(_stems(folder))}")
+    return folder / f"{stem}.yaml"

@@ -169,16 +169,22 @@ def _objectives(value: Any, path: Path) -> list[Objective]:
 
 
 def _sweep(value: Any, path: Path) -> SweepDefaults:
+    return sweep_defaults(value, path, key="sweep", error=SpaceError)
+
+
+def sweep_defaults(value: Any, path: Path, *, key: str, error: type[Exception]) -> SweepDefaults:
+    """A `sweep:` mapping (a benchmark plan's `budget:`) of positive integers, as SweepDefaults."""
     if value is None:
         return SweepDefaults()
     allowed = tuple(SweepDefaults.__dataclass_fields__)
     if not isinstance(value, dict):
-        raise SpaceError(f"{path}: sweep must be a mapping with keys among {', '.join(allowed)} (found {value!r})")
-    for key, number in value.items():
-        if key not in allowed:
-            raise SpaceError(f"{path}: sweep.{key} is not a sweep setting; allowed: {', '.join(allowed)}")
+        raise error(f"{path}: {key} must be a mapping with keys among {', '.join(allowed)}, e.g. "
+                    f"{{trials: 8, concurrency: 2, grace_epochs: 1}} (found {value!r})")
+    for name, number in value.items():
+        if name not in allowed:
+            raise error(f"{path}: {key}.{name} is not a {key} setting; allowed: {', '.join(allowed)}")
         if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            raise SpaceError(f"{path}: sweep.{key} must be a positive integer, found {number!r}")
+            raise error(f"{path}: {key}.{name} must be a positive integer, found {number!r}")
     return SweepDefaults(**value)
 
 
