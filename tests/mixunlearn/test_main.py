@@ -38,3 +38,12 @@ def test_a_missing_data_set_exits_2_saying_where_it_looked(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert "svhn" in err and str(tmp_path / "root") in err
     assert "Traceback" not in err
+
+
+def test_a_baseline_runs_from_flags_and_another_methods_flag_is_refused(tmp_path, capsys):
+    assert main(["--method", "ga", "--alpha", "0.5", "--cache-dir", str(tmp_path)]) == 2
+    assert "field 'alpha' is not a field of method 'ga'" in capsys.readouterr().err
+    assert main(["--method", "ga", "--dataset", "tiny", "--ref-epochs", "1", "--epochs", "1", "--lr", "1e-3",
+                 "--mia-samples", "50", "--cache-dir", str(tmp_path)]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert {"f_D", "Retrain", "GA"} <= set(rows)
