@@ -174,6 +174,8 @@ class UnlearnConfig:
         return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items()}
 
     def replace(self, **changes: Any) -> "UnlearnConfig":
+        """A copy with `changes`; use this, not dataclasses.replace, which would reset a baseline's own
+        fields (they live beside the dataclass fields) to their defaults."""
         values = self.to_dict()
         if changes.get("method", self.method) != self.method:   # the new method starts from its own defaults
             values = {k: v for k, v in values.items() if k in self.common_fields()}
