@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .benchmark_table import BenchmarkTable, BenchmarkRow
-from .figures import BEST, OTHER, save
+from .figures import BEST, OTHER, best_so_far, save
 from .tables import ORIGINAL
 
 
@@ -85,16 +85,6 @@ def cost_quality(path: Path, table: BenchmarkTable, *, footer: str) -> Path:
     ax.set_ylabel("Avg. Gap to Retrain (lower is better)")
     fig.suptitle("Benchmark: cost against quality")
     return save(fig, path, footer, metadata=described([r.label for r in drawn]))
-
-
-def best_so_far(values: list[float], mode: str) -> list[float]:
-    """The running best of the finite values (NaN until the first one)."""
-    best, out = math.nan, []
-    for value in values:
-        if math.isfinite(value):
-            best = value if math.isnan(best) else (min(best, value) if mode == "min" else max(best, value))
-        out.append(best)
-    return out
 
 
 LINE_STYLES = ("-", "--", ":")

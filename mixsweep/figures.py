@@ -36,6 +36,16 @@ def _grid(panels: int, *, width: float = 4.2, height: float = 3.2) -> tuple[Figu
     return fig, axes[:panels]
 
 
+def best_so_far(values: list[float], mode: str) -> list[float]:
+    """The running best of the finite values (NaN until the first one)."""
+    best, out = math.nan, []
+    for value in values:
+        if math.isfinite(value):
+            best = value if math.isnan(best) else (min(best, value) if mode == "min" else max(best, value))
+        out.append(best)
+    return out
+
+
 def history(path: Path, *, numbers: list[int], values: list[list[float]], objectives: list[list[str]],
             title: str, footer: str) -> Path:
     """One panel per objective: each trial's value by trial number, and the best so far."""
@@ -43,11 +53,7 @@ def history(path: Path, *, numbers: list[int], values: list[list[float]], object
     for i, (ax, (metric, mode)) in enumerate(zip(axes, objectives)):
         ys = [v[i] for v in values]
         ax.scatter(numbers, ys, s=18, color=OTHER, label="trial")
-        best, running = [], math.inf if mode == "min" else -math.inf
-        for y in ys:
-            running = min(running, y) if mode == "min" else max(running, y)
-            best.append(running)
-        ax.step(numbers, best, where="post", color=BEST, label=f"best so far ({mode})")
+        ax.step(numbers, best_so_far(ys, mode), where="post", color=BEST, label=f"best so far ({mode})")
         ax.set_xlabel("trial number")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
