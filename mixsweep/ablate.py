@@ -40,7 +40,7 @@ from mixunlearn.config import UnlearnConfig
 from search_spaces import AblationPlan, list_plans, load_plan
 from search_spaces import plan_path as plan_path_of
 from trainables import records
-from trainables.unlearn_trial import method_row
+from trainables.trial import method_row
 
 from . import cluster, evidence, provenance, state as sweep_state, tracking
 from .console import ProgressTable

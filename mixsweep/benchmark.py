@@ -60,7 +60,6 @@ from mixunlearn.methods import METHODS
 from search_spaces import BenchmarkPlan, load_benchmark_plan
 from trainables import records
 from trainables.references import RETRAIN_SHA256_TAG
-from trainables.unlearn_trial import DIVERGED_TAG
 
 from . import benchmark_state, cluster, evidence, provenance, state as sweep_state, tracking
 from .ablate import PlanSearcher, metrics_rows, run_key
@@ -436,7 +435,7 @@ def collect(state: BenchmarkState) -> Collected:
                 continue
             if run.info.status == "FINISHED":
                 latest[seed] = run   # a seed run twice (a lost driver) counts once: the last
-            elif run.data.tags.get(DIVERGED_TAG) == "true":
+            elif run.data.tags.get(records.DIVERGED_TAG) == "true":
                 diverged.add(seed)
         finished[method] = list(latest.values())
         for seed, run in latest.items():
@@ -538,7 +537,7 @@ def sweep_objectives(state: BenchmarkState) -> dict[str, list[float]]:
             filter_string=f"tags.`{records.PARENT_TAG}` = '{sweep.parent_run_id}' AND "
                           f"tags.`{records.KIND_TAG}` = 'trial'", order_by=["attributes.start_time ASC"])
         values[state.titles[method]] = [
-            math.nan if r.data.tags.get(DIVERGED_TAG) == "true" else float(r.data.metrics.get(metric, math.nan))
+            math.nan if r.data.tags.get(records.DIVERGED_TAG) == "true" else float(r.data.metrics.get(metric, math.nan))
             for r in runs if r.data.tags.get(ROLE_TAG) != SEED_RUN]
     return values
 

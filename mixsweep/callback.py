@@ -21,7 +21,6 @@ from ray.tune.experiment import Trial
 
 from mixunlearn.config import UnlearnConfig
 from trainables import records
-from trainables.unlearn_trial import table_title
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +63,8 @@ def close_child(trial: Trial, status: str, *, tracking_uri: str, experiment_id: 
     else:
         return
     if trial.checkpoint is not None:
+        from trainables.trial import table_title   # the methods (torch): only once a model is to be logged
+
         cfg = UnlearnConfig.from_dict(trial.config, source=f"trial {trial.trial_id} config")
         with trial.checkpoint.as_directory() as directory:
             epoch = records.log_checkpoint_results(tracking_uri, run_id, directory, config=cfg.to_dict(),

@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException
 
 from mixunlearn.config import UnlearnConfig
 from trainables import records
-from trainables.unlearn_trial import method_row
+from trainables.trial import method_row
 
 from . import provenance, state as sweep_state, tracking
 from .errors import UsageError

@@ -33,7 +33,7 @@ from ray import tune
 
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.metrics import DU_METRICS
-from mixunlearn.run import COLUMNS
+from mixunlearn.table import COLUMNS
 from trainables import records
 
 from . import provenance, state as sweep_state

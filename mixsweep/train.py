@@ -23,9 +23,10 @@ import yaml
 
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.methods import Diverged, build_method
-from mixunlearn.run import format_table, epochs, prepare, resolve_device
+from mixunlearn.run import epochs, prepare, resolve_device
+from mixunlearn.table import format_table
 from trainables import datasets, mix_pictures, records
-from trainables.unlearn_trial import close_diverged, finish_rows, input_example, table_title
+from trainables.trial import close_diverged, finish_rows, input_example, table_title
 from trainables.references import provenance_tags, trial_store
 
 from . import tracking

@@ -25,7 +25,7 @@ _EXPORTS = {
     "MixBlock": "mixblock",
     "build_model": "models",
     "References": "reference", "reference_models": "reference",
-    "Prepared": "run", "RunResult": "run", "epochs": "run", "format_table": "run", "prepare": "run", "run": "run",
+    "Prepared": "run", "RunResult": "run", "epochs": "run", "format_table": "table", "prepare": "run", "run": "run",
     "ForgetSplit": "tasks", "TaskSpecError": "tasks", "make_split": "tasks",
     "MixUnlearn": "unlearn",
 }

@@ -18,8 +18,6 @@ numbers, the attackers off the critical path.
 from __future__ import annotations
 
 import copy
-import math
-import os
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,9 +33,7 @@ from .reference import References, reference_models
 from .reference_store import ReferenceStore
 from .tasks import ForgetSplit, make_split
 from .methods import METHODS, build_method
-
-# Columns of the results table, in the paper's order followed by the SalUn protocol.
-COLUMNS = ("train_r", "train_f", "test", "test_r", "test_f", "asr", "ua", "ra", "ta", "mia_efficacy", "avg_gap")
+from .table import COLUMNS, format_table
 
 
 def resolve_device(name: str) -> torch.device:
@@ -184,23 +180,3 @@ def run(cfg: UnlearnConfig, *, device: str | torch.device | None = None, cache_d
                   flush=True)
     rows = {"f_D": prepared.original_metrics, "Retrain": prepared.retrain_metrics, METHODS[cfg.method].title: final}
     return RunResult(cfg, rows, loop, prepared)
-
-
-def format_table(rows: dict[str, dict[str, float]], *, title: str = "") -> str:
-    columns = [c for c in COLUMNS if any(c in r for r in rows.values())]
-    extra = [c for c in ("unlearn_seconds",) if any(c in r for r in rows.values())]
-    head = f"{'':<12}" + "".join(f"{c:>14}" for c in columns + extra)
-    lines = [title] if title else []
-    lines += [head, "-" * len(head)]
-    for name, metrics in rows.items():
-        cells = "".join(f"{_cell(metrics.get(c)):>14}" for c in columns + extra)
-        lines.append(f"{name:<12}{cells}")
-    lines.append("accuracies and rates in %; closer to Retrain is better; avg_gap = mean |UA, RA, TA, "
-                 "MIA-Efficacy - Retrain's|")
-    return os.linesep.join(lines)
-
-
-def _cell(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.2f}"

@@ -21,7 +21,7 @@ A run's artifacts at the end:
     unlearned_model.pt   the unlearned model's state_dict (torch.load(..., weights_only=True))
     <name>.pt            a method's other networks (MixUnlearn: generator.pt; absent for an ablation without one)
     config.yaml          the flat config: `mixsweep train config.yaml` re-runs it
-    metrics_table.txt    rows f_D / Retrain / method (mixunlearn.run.format_table), and metrics.csv
+    metrics_table.txt    rows f_D / Retrain / method (mixunlearn.table.format_table), and metrics.csv
     + an MLflow PyTorch model named "model" with an input example (mlflow.pytorch.load_model loads it)
 """
 from __future__ import annotations
@@ -33,19 +33,20 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
-import mlflow.pytorch
-import torch
 import yaml
 from mlflow.entities import Metric, Param, RunStatus, ViewType
 from mlflow.tracking import MlflowClient
-from torch import nn
 
-from mixunlearn.run import COLUMNS, format_table
+from mixunlearn.table import COLUMNS, format_table
 
-from . import checkpoint, delivery
+from . import delivery
+
+if TYPE_CHECKING:   # torch loads only where a model is written: the sweep's driver opens and closes runs
+    import torch    # with this module and never needs it (2 s of its start-up)
+    from torch import nn
 
 PARENT_TAG = "mlflow.parentRunId"      # MLflow's own nesting tag: the UI shows the child under its sweep
 TRIAL_TAG = "mixsweep.trial_id"        # Tune's trial id: a resumed or retried trial finds its run again
@@ -56,6 +57,9 @@ INTERRUPTED_TAG = "mixsweep.interrupted"   # "true" while a sweep interrupted mi
 NODE_ID_TAG = "mixsweep.node_id"       # the Ray node the trial (last) ran on: which machine, on a cluster
 NODE_IP_TAG = "mixsweep.node_ip"       # that node's IP address
 OPEN_ID_TAG = "mixsweep.open_id"       # a top-level run's one-off id: a retried create finds its run
+DIVERGED_TAG = "mixsweep.diverged"               # "true" on a run whose loss went NaN or Inf
+DIVERGED_EPOCH_TAG = "mixsweep.diverged_epoch"   # the epoch it did so in
+DIVERGED_LOSS_TAG = "mixsweep.diverged_loss"     # that epoch's mean loss (nan, inf or -inf)
 MLFLOW_BATCH = 100                     # MLflow's limit of params per log_batch call
 
 
@@ -194,6 +198,10 @@ def log_results(tracking_uri: str, run_id: str, *, model: nn.Module, extra_state
                 example: torch.Tensor, config: dict[str, Any], rows: dict[str, dict[str, float]], epoch: int,
                 title: str = "") -> None:
     """Log the run's artifacts (see the module docstring); `rows` maps f_D / Retrain / method to metrics."""
+    import torch
+
+    from . import checkpoint
+
     mlflow_client = client(tracking_uri)
     model = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).eval()
     with tempfile.TemporaryDirectory(prefix="mixsweep-artifacts-") as tmp:
@@ -225,6 +233,9 @@ def log_pytorch_model(tracking_uri: str, run_id: str, model: nn.Module, example:
     The example holds two images: with one, torch.export would fix the batch size at 1. The pip
     requirement is given, because inferring it loads the model again in a subprocess (seconds per trial).
     A model torch.export cannot trace falls back to the pickle format, recorded in a tag."""
+    import mlflow.pytorch
+    import torch
+
     mlflow.set_tracking_uri(tracking_uri)
     # MLflow 3 files a logged model under the *active* experiment (Default, whose artifacts go to ./mlruns
     # of whatever directory the process runs in) before it looks at the run's; point it at the run's.
@@ -245,6 +256,8 @@ def log_pytorch_model(tracking_uri: str, run_id: str, model: nn.Module, example:
 def log_checkpoint_results(tracking_uri: str, run_id: str, checkpoint_dir: str | Path, *, config: dict[str, Any],
                            title: str = "") -> int:
     """Log the results of the trial's checkpoint at `checkpoint_dir`; returns the epoch it holds."""
+    from . import checkpoint
+
     saved = checkpoint.read(checkpoint_dir)
     log_results(tracking_uri, run_id, model=saved.unlearner(), extra_states=saved.artifact_states(),
                 example=saved.example, config=config, rows=saved.rows, epoch=saved.epoch, title=title)

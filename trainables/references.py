@@ -1,42 +1,28 @@
-"""Reference models on a cluster: the store every trial reads, the cluster-wide lock, the provenance tags.
+"""Reference models on a cluster: the store every trial reads, and the provenance tags every run records.
 
     store = trial_store(settings.cache_dir, settings.references)   # in a trial
     prepare(cfg, device=device, store=store)
     client.log_batch(run_id, tags=provenance_tags(prepared.references))
 
-A trial that misses an entry in the shared store takes its key's lock from one Ray actor, named and
-detached so that every trial, every driver and every sweep of the cluster meets the same one (created by
-whoever asks first: `get_if_exists`). The lock is a lease: the holder renews it from a background
-thread, so a holder that is killed (SIGKILL, a lost node) stops renewing and, once LEASE_S has passed,
-the next waiter takes the key over and trains the entry itself. What the killed holder had uploaded by
-then is never read: the store commits an entry by writing its record last (mixunlearn/reference_store.py).
+A trial that misses an entry in the shared store trains it under its key's cluster-wide lease lock
+(trainables/lease.py), so one process of the whole cluster trains each reference model.
+The tags' names load no torch (the driver's export and compare read them); the store loads it when built.
 """
 from __future__ import annotations
 
-import os
-import socket
-import sys
-import threading
-import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import ray
 from mlflow.entities import RunTag
 
-from mixunlearn.data import default_cache_dir
-from mixunlearn.reference import References
-from mixunlearn.reference_store import ReferenceStore
+from .lease import LeaseLock
+
+if TYPE_CHECKING:
+    from mixunlearn.reference import References
+    from mixunlearn.reference_store import ReferenceStore
 
 ORIGINAL_SHA256_TAG = "mixsweep.reference.original_sha256"   # state_sha256 of the f_D a run was judged by
 RETRAIN_SHA256_TAG = "mixsweep.reference.retrain_sha256"     # ... and of its Retrain
-LOCKS_ACTOR = "mixsweep-reference-locks"
-LOCKS_NAMESPACE = "mixsweep"
-LEASE_S = 60.0    # a killed trainer's key is free again this long after its last renewal
-POLL_S = 1.0      # how often a waiter asks again
-CALL_TIMEOUT_S = 120.0   # an unreachable lock actor fails the trial instead of hanging it
 
 
 def provenance_tags(references: References) -> list[RunTag]:
@@ -48,89 +34,10 @@ def trial_store(cache_dir: str | None, references: str | None, *, cluster: bool 
     """A trial's store: this node's cache folder, read through the sweep's shared store under the cluster
     lock; the local folder alone (and its flock) when the sweep has no shared store. `cluster=False`
     (a `mixsweep train` run, no Ray): the shared store under the local flock."""
+    from mixunlearn.data import default_cache_dir
+    from mixunlearn.reference_store import ReferenceStore
+
     local = Path(cache_dir or default_cache_dir()) / "references"
     if references is None:
         return ReferenceStore(local)
     return ReferenceStore(local, references, lock=LeaseLock() if cluster else None)
-
-
-# ---- the cluster-wide lock ------------------------------------------------------------------------------
-
-@ray.remote(num_cpus=0, max_restarts=-1)
-class ReferenceLocks:
-    """key -> (holder, lease end). Every call is short: waiters poll, nobody blocks the actor.
-    The clock is this process's monotonic one, so the nodes' clocks need not agree."""
-
-    def __init__(self) -> None:
-        self.held: dict[str, tuple[str, float]] = {}
-
-    def acquire(self, key: str, holder: str, lease_s: float) -> bool:
-        now = time.monotonic()
-        current = self.held.get(key)
-        if current is None or current[0] == holder or current[1] < now:
-            self.held[key] = (holder, now + lease_s)
-            return True
-        return False
-
-    def renew(self, key: str, holder: str, lease_s: float) -> bool:
-        """False once another holder took the key over (this one's lease had run out)."""
-        if self.held.get(key, ("", 0.0))[0] != holder:
-            return False
-        self.held[key] = (holder, time.monotonic() + lease_s)
-        return True
-
-    def release(self, key: str, holder: str) -> None:
-        if self.held.get(key, ("", 0.0))[0] == holder:
-            del self.held[key]
-
-    def holder(self, key: str) -> str | None:
-        current = self.held.get(key)
-        return current[0] if current and current[1] >= time.monotonic() else None
-
-
-def locks_actor():
-    # "DEFAULT" scheduling: a trial runs in Tune's placement group, and an actor it starts would otherwise
-    # join that group and die (for good) when the trial ends.
-    return ReferenceLocks.options(name=LOCKS_ACTOR, namespace=LOCKS_NAMESPACE, get_if_exists=True,
-                                  lifetime="detached", scheduling_strategy="DEFAULT").remote()
-
-
-class LeaseLock:
-    """lock(key): a context manager holding `key` cluster-wide (a ReferenceStore LockFactory)."""
-
-    def __init__(self, *, lease_s: float = LEASE_S, poll_s: float = POLL_S) -> None:
-        self.lease_s = lease_s
-        self.poll_s = poll_s
-
-    @contextmanager
-    def __call__(self, key: str) -> Iterator[None]:
-        actor = locks_actor()
-        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        waited = time.monotonic()
-        told = False
-        while not ray.get(actor.acquire.remote(key, holder, self.lease_s), timeout=CALL_TIMEOUT_S):
-            if not told:
-                print(f"reference {key[:12]}: another process is training it; waiting for it", file=sys.stderr,
-                      flush=True)
-                told = True
-            time.sleep(self.poll_s)
-        if told:
-            print(f"reference {key[:12]}: lock taken after {time.monotonic() - waited:.0f} s", file=sys.stderr,
-                  flush=True)
-        stop = threading.Event()
-
-        def renew() -> None:
-            while not stop.wait(self.lease_s / 4):
-                if not ray.get(actor.renew.remote(key, holder, self.lease_s), timeout=CALL_TIMEOUT_S):
-                    print(f"reference {key[:12]}: lost the lock (lease ran out); another process trains it too",
-                          file=sys.stderr, flush=True)
-                    return
-
-        renewer = threading.Thread(target=renew, name=f"lease-{key[:8]}", daemon=True)
-        renewer.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            renewer.join()
-            ray.get(actor.release.remote(key, holder), timeout=CALL_TIMEOUT_S)

@@ -1,12 +1,12 @@
 """The unlearning trial: one Ray Tune function trainable for every method, read top to bottom.
 
-    trainable = tune.with_parameters(unlearn_trial, settings=TrialSettings(tracking_uri=..., ...))
-    tune.Tuner(tune.with_resources(trainable, {"cpu": 1, "gpu": 0.25}), ...)
+The driver hands Tune `trainables.entry.unlearn_trial`, which runs `run_trial` here in the trial's Ray
+worker: this module (torch, the methods, MLflow's model flavour) loads there, never in the driver.
 
 The Tune `config` IS the flat UnlearnConfig dict (mixunlearn/config.py), its `method` field included:
 the trial builds that method's loop from mixunlearn.methods.METHODS and never names one. Everything
 about the sweep rather than the run (where MLflow is, the parent run, how often to checkpoint) comes
-in `settings`.
+in `settings` (entry.TrialSettings).
 
 One trial:
   1. config -> UnlearnConfig.
@@ -43,7 +43,6 @@ import dataclasses
 import logging
 import math
 import tempfile
-from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -57,37 +56,17 @@ from mixunlearn.metrics import ATTACK_METRICS
 from mixunlearn.run import COLUMNS, Prepared, evaluated_epochs, prepare
 
 from . import checkpoint, datasets, mix_pictures, records, references
+from .entry import TrialSettings
 
 # Common fields only the loop reads. Every other common field (data, task, reference recipe, seeds,
 # evaluation sizes) shapes what prepare() builds, so it keys the process-local cache below (a method's
 # own fields never do); a field added to UnlearnConfig later lands in the key, which is the safe side.
 LOOP_COMMON_FIELDS = frozenset({"method", "targets", "device"})
 
-DIVERGED_TAG = "mixsweep.diverged"               # "true" on a run whose loss went NaN or Inf
-DIVERGED_EPOCH_TAG = "mixsweep.diverged_epoch"   # the epoch it did so in
-DIVERGED_LOSS_TAG = "mixsweep.diverged_loss"     # that epoch's mean loss (nan, inf or -inf)
 
 
-@dataclass(frozen=True)
-class TrialSettings:
-    """Sweep-level settings every trial of a sweep shares (passed with tune.with_parameters)."""
-    tracking_uri: str              # MLflow: a sqlite:/// file or an http:// server
-    experiment_id: str             # the MLflow experiment of the sweep's parent run
-    parent_run_id: str             # the sweep's parent run: each trial's run nests under it
-    checkpoint_every: int = 1      # epochs between Tune checkpoints (the last epoch is always saved)
-    cpus: float = 1.0              # CPUs Ray reserves per trial: torch uses as many threads
-    gpus: float = 0.0              # GPUs Ray reserves per trial (fractions pack trials onto one GPU)
-    cache_dir: str | None = None   # reference-model cache; None = $MIXSWEEP_CACHE or ~/.cache/mixsweep
-    references: str | None = None  # the shared reference store (folder or URI); None = each node's cache alone
-    attack_epochs: tuple[int, ...] | None = None   # where the attackers run (+ the last epoch); None = every epoch
-    # Extra tags on every trial's run and its name, each a str.format over the trial's config, e.g.
-    # (("mixsweep.benchmark.seed", "{seed}"),) and "ga/seed{seed}" for a benchmark's seed runs; a run
-    # name of None is Tune's trial name.
-    run_tags: tuple[tuple[str, str], ...] = ()
-    run_name: str | None = None
-
-
-def unlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
+def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
+    """One trial of the sweep `settings` describes, for the config Tune drew (see the module docstring)."""
     # Tune's storage logs every checkpoint at INFO, which buries the progress table on the console.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = UnlearnConfig.from_dict(config, source="trial config")
@@ -98,8 +77,8 @@ def unlearn_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     if earlier is not None and records.ended(earlier):
         # Tune's last snapshot predates this trial's end (the driver died in between), so a resume
         # restarted it: report the result MLflow recorded instead of training it again.
-        if earlier.data.tags.get(DIVERGED_TAG) == "true":
-            tune.report(diverged_result(earlier.info.run_id, int(earlier.data.tags[DIVERGED_EPOCH_TAG])))
+        if earlier.data.tags.get(records.DIVERGED_TAG) == "true":
+            tune.report(diverged_result(earlier.info.run_id, int(earlier.data.tags[records.DIVERGED_EPOCH_TAG])))
         else:
             tune.report({**earlier.data.metrics, "mlflow_run_id": earlier.info.run_id})
         return
@@ -184,9 +163,9 @@ def diverged_result(run_id: str, epoch: int) -> dict[str, Any]:
 
 def close_diverged(mlflow_client, run_id: str, diverged: Diverged) -> None:
     """Close a diverged run FAILED with its epoch and loss as tags: a result the UI can filter on."""
-    mlflow_client.log_batch(run_id, tags=[RunTag(DIVERGED_TAG, "true"),
-                                          RunTag(DIVERGED_EPOCH_TAG, str(diverged.epoch)),
-                                          RunTag(DIVERGED_LOSS_TAG, str(diverged.loss))])
+    mlflow_client.log_batch(run_id, tags=[RunTag(records.DIVERGED_TAG, "true"),
+                                          RunTag(records.DIVERGED_EPOCH_TAG, str(diverged.epoch)),
+                                          RunTag(records.DIVERGED_LOSS_TAG, str(diverged.loss))])
     records.close_run(mlflow_client, run_id, "FAILED")
 
 
