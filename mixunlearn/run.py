@@ -18,6 +18,7 @@ numbers, the attackers off the critical path.
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -79,13 +80,22 @@ class Prepared:
         return metrics
 
 
+def deterministic_kernels() -> None:
+    """torch.use_deterministic_algorithms(True, warn_only=True), without its import of torch._inductor to set
+    inductor's own flag (1.4 s of a fresh trial process): nothing here is compiled."""
+    set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if set_flag is None or "torch._inductor.config" in sys.modules:   # another torch, or inductor in use
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        set_flag(True, warn_only=True)
+
+
 def prepare(cfg: UnlearnConfig, *, device: str | torch.device | None = None,
             cache_dir: str | Path | None = None, store: ReferenceStore | None = None) -> Prepared:
     """`store`: where f_D and Retrain live (a cluster's shared store); None = <cache>/references alone."""
     device = resolve_device(cfg.device) if device is None else torch.device(device)
     if device.type == "cpu":
-        # Float32 and deterministic kernels on the CPU: a run is reproducible under its seed.
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        deterministic_kernels()   # float32 and deterministic kernels: a CPU run is reproducible under its seed
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     data = load_data(cfg).to(device)
     split = make_split(cfg, data)
