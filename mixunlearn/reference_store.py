@@ -1,8 +1,10 @@
-"""Where reference models live: a content-addressed store, shared by a cluster, read through a local folder.
+"""Where reference models and their metrics live: a content-addressed store, shared by a cluster, read
+through a local folder.
 
     store = ReferenceStore("~/.cache/mixsweep/references")                         # one machine
     store = ReferenceStore(local, shared="s3://bucket/sweeps/references", lock=cluster_lock)
     entry = store.entry(inputs, train)   # entry.path (a local file), entry.sha256; trains only on a miss
+    numbers = store.metrics(inputs, evaluate)   # the references' metrics; evaluates only on a miss
 
 An entry is keyed by the sha256 of its `inputs` (everything that determines the weights, reference.py)
 and laid out the same way in the local folder and in the shared store (a folder or any URI
@@ -10,6 +12,7 @@ and laid out the same way in the local folder and in the shared store (a folder 
 
     <key>.json                 the record: inputs, sha256 of the weights, the weights file's name, who trained it
     <key>-<sha256[:16]>.pt     the state_dict (torch.load(..., weights_only=True))
+    metrics/<key>.json         a metrics record: inputs (the models' sha256 among them), the metrics, who evaluated
 
 The record is written last and is the commit marker: an entry exists once its record does. The weights
 file is named by its content, so a trainer that lost its lock (killed, or its lease ran out) and the one
@@ -26,6 +29,15 @@ releases when a process dies.
 
 The sha256 is taken over the tensors (names, dtypes, shapes, values in key order), not the file: two
 torch.save calls of equal weights give different bytes.
+
+A metrics record (`metrics`) is the references' evaluation, stored once per content so that no trial
+pays for it again and every trial of a cluster is judged by the same numbers. It is one small JSON file
+(in a folder of its own, so a listing of *.json above stays a listing of weight records), read like an
+entry: the shared copy first, cached in the local folder; when the store has none, a node's own record
+fills it. It is evaluated outside the lock (seconds of work), then committed under it only if no process
+committed one meanwhile; whoever comes second takes the committed record. JSON round-trips Python floats
+exactly, NaN and Infinity included, and every caller gets the values parsed back from the record, so the
+process that evaluated sees the very numbers all later readers see.
 """
 from __future__ import annotations
 
@@ -49,7 +61,9 @@ import torch
 LockFactory = Callable[[str], AbstractContextManager]
 # Origins a local record can have: what a count of trainings reads.
 TRAINED = "trained"
+EVALUATED = "evaluated"    # a metrics record this node computed
 DOWNLOADED = "downloaded"
+METRICS = "metrics"        # the folder of metrics records, in the local folder and in the shared store
 
 
 @dataclass(frozen=True)
@@ -158,7 +172,10 @@ class ReferenceStore:
     # ---- the shared store ------------------------------------------------------------------------------
 
     def read_shared(self, key: str) -> dict[str, Any] | None:
-        path = f"{self.root}/{key}.json"
+        return self.read_shared_json(f"{key}.json")
+
+    def read_shared_json(self, name: str) -> dict[str, Any] | None:
+        path = f"{self.root}/{name}"
         if self.fs.get_file_info(path).type != pafs.FileType.File:
             return None
         with self.fs.open_input_stream(path) as stream:
@@ -202,6 +219,77 @@ class ReferenceStore:
         finally:
             if self.fs.get_file_info(tmp).type == pafs.FileType.File:
                 self.fs.delete_file(tmp)
+
+    # ---- the references' metrics -----------------------------------------------------------------------
+
+    def metrics(self, inputs: dict[str, Any], evaluate: Callable[[], dict[str, Any]], *,
+                about: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The metrics stored for `inputs`, calling `evaluate()` only when no process anywhere has stored them.
+
+        Args:
+            inputs: everything that determines the numbers (the models' sha256, the data, the split, the
+                evaluation settings, the device type); JSON-able. Its sha256 is the record's key.
+            evaluate: () -> a JSON-able dict (floats, NaN and Infinity included) of the metrics.
+            about: added to a new record (e.g. the device it was evaluated on); not part of the key.
+
+        Returns the record's metrics as parsed back from its JSON, also right after evaluating them.
+        """
+        key = entry_key(inputs)
+        record = self.committed_metrics(key)
+        if record is None:
+            # A record this node evaluated before the store was shared fills an empty store, as weights do.
+            own = self.read_local_metrics(key) if self.shared is not None else None
+            record = own or self.evaluate_metrics(key, inputs, evaluate, about)
+            # Evaluating took seconds, and another process may have missed at the same time: look again
+            # under the lock (held for this look and a few-KB write, never while evaluating) and keep a
+            # record that is there, so every process of the store is judged by one record. The race that
+            # remains needs two processes whose locks do not meet (a `mixsweep train` under its local flock
+            # beside a sweep under the cluster lock, on one shared store; or a lease lost while held) to
+            # look again before either has written: both commit, the later move wins the file, and the
+            # earlier process is judged by its own numbers this once.
+            with self.lock(key):
+                record = self.committed_metrics(key) or self.commit_metrics(key, record)
+        return record["metrics"]
+
+    def committed_metrics(self, key: str) -> dict[str, Any] | None:
+        """The record every process is judged by: the shared store's (cached in the local folder), or without
+        a shared store the local folder's."""
+        if self.shared is None:
+            return self.read_local_metrics(key)
+        record = self.read_shared_json(f"{METRICS}/{key}.json")
+        if record is not None:
+            local = self.read_local_metrics(key)
+            if local is None or json.dumps(local["metrics"]) != json.dumps(record["metrics"]):
+                self.write_local_metrics(key, {**record, "origin": DOWNLOADED, "source": self.shared})
+        return record
+
+    def read_local_metrics(self, key: str) -> dict[str, Any] | None:
+        path = self.local / METRICS / f"{key}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write_local_metrics(self, key: str, record: dict[str, Any]) -> None:
+        (self.local / METRICS).mkdir(exist_ok=True)
+        write_local(self.local / METRICS / f"{key}.json", lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+
+    def evaluate_metrics(self, key: str, inputs: dict[str, Any], evaluate: Callable[[], dict[str, Any]],
+                         about: dict[str, Any] | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        metrics = evaluate()
+        return {"key": key, "inputs": inputs, "metrics": metrics,
+                "evaluate_seconds": round(time.perf_counter() - started, 3), **(about or {}),
+                "torch": torch.__version__, "host": socket.gethostname(), "pid": os.getpid(),
+                "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "origin": EVALUATED}
+
+    def commit_metrics(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Write `record` to the local folder and, without its origin, to the shared store; return it as
+        parsed back from the JSON written."""
+        shared = {k: v for k, v in record.items() if k not in ("origin", "source")}
+        data = json.dumps(shared, indent=2)
+        self.write_local_metrics(key, record)
+        if self.shared is not None:
+            self.fs.create_dir(f"{self.root}/{METRICS}", recursive=True)
+            self.put(f"{METRICS}/{key}.json", data.encode())
+        return json.loads(data)
 
     # ---- the default lock ------------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@
 
 The method is cfg.method (MixUnlearn by default; mixunlearn.methods.METHODS lists them all).
 `prepare` does everything that does not change during unlearning (and is shared by every trial of a
-sweep through the reference-model cache); `epochs` yields after every epoch so that a caller (a Ray
-Tune trainable, a notebook) can report and checkpoint; `run` is the thin plain entry point.
+sweep through the reference store: f_D, Retrain and their metrics); `epochs` yields after every epoch
+so that a caller (a Ray Tune trainable, a notebook) can report and checkpoint; `run` is the thin plain
+entry point.
 
 Evaluation after an epoch is one forward pass per sample set; the accuracies (UA, RA, TA) come from it
 at once, the CPU attackers (MIA-Efficacy, ASR, and so avg_gap) only at the `attack_epochs` a caller
@@ -30,11 +31,15 @@ import torch
 from .config import UnlearnConfig
 from .data import ImageData, default_cache_dir, load_data
 from .metrics import ATTACKER, Outputs, accuracies, attacks, avg_gap, du_objective, model_outputs
-from .reference import References, reference_models
+from .reference import References, reference_models, tensor_digest
 from .reference_store import ReferenceStore
 from .tasks import ForgetSplit, make_split
 from .methods import METHODS, build_method
 from .table import COLUMNS, format_table
+
+# Bump when a change to metrics.py or to Prepared.evaluate changes the numbers of the same references:
+# the stored reference metrics of the old format are then never read.
+METRICS_FORMAT = 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -92,19 +97,61 @@ def deterministic_kernels() -> None:
 
 def prepare(cfg: UnlearnConfig, *, device: str | torch.device | None = None,
             cache_dir: str | Path | None = None, store: ReferenceStore | None = None) -> Prepared:
-    """`store`: where f_D and Retrain live (a cluster's shared store); None = <cache>/references alone."""
+    """The data on the device, the forget split, f_D, Retrain and their metrics: what every epoch reads.
+
+    Args:
+        device: None = cfg.device ("auto": CUDA if there is a GPU).
+        cache_dir: the data, split and reference cache; None = data.default_cache_dir().
+        store: where f_D, Retrain and their metrics live (a cluster's shared store and its lock);
+            None = ReferenceStore(<cache>/references), this machine alone.
+
+    f_D's and Retrain's metrics are evaluated once per content (`reference_metrics_inputs`: the models'
+    sha256, the data, the split, the evaluation settings, the device type) and stored beside the models;
+    every later prepare() that shares the store reads them back, the same numbers bit for bit.
+    """
     device = resolve_device(cfg.device) if device is None else torch.device(device)
     if device.type == "cpu":
         deterministic_kernels()   # float32 and deterministic kernels: a CPU run is reproducible under its seed
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    if store is None:
+        store = ReferenceStore(cache / "references")
     data = load_data(cfg).to(device)
     split = make_split(cfg, data)
     split_path = split.save_parquet(cache / "splits" / f"{split.key()}.parquet")
-    refs = reference_models(cfg, data, split, device=device, cache_dir=cache, store=store)
+    refs = reference_models(cfg, data, split, device=device, store=store)
     prepared = Prepared(cfg, device, data, split, refs, split_path)
-    prepared.retrain_metrics = prepared.evaluate(refs.retrain)
-    prepared.original_metrics = prepared.evaluate(refs.original)
+
+    def evaluate_references() -> dict[str, dict[str, float]]:
+        # Retrain first, while there are no Retrain metrics (its own avg_gap and DU gaps are 0), then f_D
+        # judged against Retrain's.
+        prepared.retrain_metrics = prepared.evaluate(refs.retrain)
+        return {"retrain": prepared.retrain_metrics, "original": prepared.evaluate(refs.original)}
+
+    stored = store.metrics(reference_metrics_inputs(prepared), evaluate_references, about={"device": str(device)})
+    prepared.retrain_metrics, prepared.original_metrics = stored["retrain"], stored["original"]
     return prepared
+
+
+def reference_metrics_inputs(prepared: Prepared) -> dict[str, Any]:
+    """Everything f_D's and Retrain's metrics depend on: the key of their record in the reference store."""
+    cfg, split, refs = prepared.cfg, prepared.split, prepared.references
+    return {
+        "format": METRICS_FORMAT,
+        "original_sha256": refs.original_sha256,
+        "retrain_sha256": refs.retrain_sha256,
+        "model": cfg.model,                         # the architecture the weights run in
+        "data": prepared.data.fingerprint,
+        # The split's content, which accuracies() and attacks() read, rather than the spec that drew it.
+        "forget_idx": tensor_digest(split.forget_idx),
+        "retain_idx": tensor_digest(split.retain_idx),
+        "train_labels": tensor_digest(split.train_labels),
+        "forget_classes": list(split.forget_classes),
+        "mia_samples": cfg.mia_samples,
+        "attack_seed": cfg.seed,                    # the attackers' draws and their classifiers' seeds
+        "eval_batch_size": cfg.eval_batch_size,     # batches of 7 and of 1024 round the CPU's softmax apart
+        "attacker": ATTACKER,                       # XGBoost or scikit-learn's substitute: another ASR
+        "device_type": prepared.device.type,        # CUDA evaluates in bf16 autocast: other numbers than the CPU
+    }
 
 
 def epochs(prepared: Prepared, loop: Any = None, *,

@@ -15,9 +15,10 @@ One trial:
      ended (the driver died before Tune saved that) reports that result and returns.
   3. device = the GPU Ray assigned (CUDA_VISIBLE_DEVICES) or the CPU; torch threads = Ray's CPUs.
   4. prepare(): data on the device, the forget split, f_D and Retrain from the sweep's reference store
-     (trained once per cluster, trainables/references.py) and their metrics; the two models' sha256
-     tagged on the run. Cached in this process, so the next trial in a reused actor skips it. Then the
-     method's loop, restored from `tune.get_checkpoint()` when Tune resumes or retries the trial.
+     (trained once per cluster, trainables/references.py) and their metrics (evaluated once per cluster
+     and device type, stored beside them); the two models' sha256 tagged on the run. Cached in this
+     process, so the next trial in a reused actor skips it. Then the method's loop, restored from
+     `tune.get_checkpoint()` when Tune resumes or retries the trial.
   5. Every epoch: the metrics (with the loop's own diagnostics, e.g. MixUnlearn's masks and losses) to
      MLflow (step = epoch); at the first and the last epoch, PNG grids of the loop's mixes, if it makes
      any (trainables/mix_pictures.py), under mix_grids/.

@@ -1,12 +1,14 @@
-"""f_D and Retrain are trained once per cluster, whatever node a trial lands on, and every run says which.
+"""f_D and Retrain are trained (and their metrics committed) once per cluster, whatever node a trial lands
+on, and every run says which.
 
 The cluster (conftest.py's `three_node_cluster`) gives each node a cache folder of its own, as separate
 machines have; the sweep's storage is one folder they all reach, and with it the reference store
 (<storage>/references). A 4-trial sweep over tiny real Fashion-MNIST runs through `mixsweep run
---address`; the tests count the trainings in the nodes' caches (each local record says whether that
-node trained the entry or downloaded it), read the hashes every child run recorded, mix in a run
-with other references to see `export` and `compare` refuse, and SIGKILL a process that holds a
-reference's lock mid-upload to see another node take the lock over and finish the entry.
+--address`; the tests count the trainings and the evaluations in the nodes' caches (each local record
+says whether that node trained or evaluated the entry or downloaded it), read the hashes every child
+run recorded, mix in a run with other references to see `export` and `compare` refuse, and SIGKILL a
+process that holds a reference's lock mid-upload to see another node take the lock over and finish
+the entry.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from ray import cloudpickle
 
 from mixsweep import state as sweep_state
 from mixsweep.cli import main
-from mixunlearn.reference_store import TRAINED, ReferenceStore, entry_key, state_sha256
+from mixunlearn.reference_store import EVALUATED, METRICS, TRAINED, ReferenceStore, entry_key, state_sha256
 from trainables import records
 from trainables.references import ORIGINAL_SHA256_TAG, RETRAIN_SHA256_TAG, LeaseLock
 
@@ -112,6 +114,19 @@ def test_each_reference_is_trained_once_for_the_whole_cluster(cluster, caches, s
     for name in ("node_a", "node_b"):   # the other node downloaded what it did not train
         assert {r["sha256"] for r in local_records(caches[name])} == {r["sha256"] for r in stored.values()}
     assert not local_records(caches["head"])   # the head ran no trial
+
+
+def test_the_references_are_evaluated_once_for_the_whole_cluster(caches, sweep):
+    _, storage, _, _ = sweep
+    stored = shared_records(storage)
+    [record] = [json.loads(p.read_text()) for p in (storage / "references" / METRICS).glob("*.json")]
+    assert record["inputs"]["original_sha256"] == stored["original"]["sha256"]
+    assert record["inputs"]["retrain_sha256"] == stored["retrain"]["sha256"]
+    local = [json.loads(p.read_text())
+             for name in NODES for p in (caches[name] / "references" / METRICS).glob("*.json")]
+    # Two trials that missed at once may both have evaluated; one record was committed and both nodes use it.
+    assert sum(r["origin"] == EVALUATED for r in local) == 1
+    assert len(local) == 2 and {json.dumps(r["metrics"]) for r in local} == {json.dumps(record["metrics"])}
 
 
 def test_every_child_run_carries_the_same_two_hashes(sweep):

@@ -14,7 +14,8 @@ from mixunlearn.config import UnlearnConfig
 from mixunlearn.data import ImageData, load_data
 from mixunlearn.models import build_model
 from mixunlearn.reference import reference_models, tensor_digest, train_classifier
-from mixunlearn.reference_store import record_path, state_sha256
+from mixunlearn.reference_store import DOWNLOADED, ReferenceStore, entry_key, record_path, state_sha256
+from mixunlearn.run import Prepared, prepare, reference_metrics_inputs
 from mixunlearn.tasks import make_split
 
 # 20 training images per class, one epoch of 13 steps: "tiny" is separated in well under a second.
@@ -38,6 +39,20 @@ def count_trainings(monkeypatch) -> list[int]:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(reference, "train_classifier", spy)
+    return calls
+
+
+@pytest.fixture
+def count_evaluations(monkeypatch) -> list[int]:
+    """Counts calls of Prepared.evaluate (two per prepare() that evaluates f_D and Retrain)."""
+    calls: list[int] = []
+    real = Prepared.evaluate
+
+    def spy(self, model):
+        calls.append(1)
+        return real(self, model)
+
+    monkeypatch.setattr(Prepared, "evaluate", spy)
     return calls
 
 
@@ -183,3 +198,93 @@ def test_two_processes_asking_at_once_train_each_entry_once(tmp_path):
     assert len(log.read_text().split()) == 2   # f_D once and Retrain once, not once per process
     assert got[0] == got[1]
     assert not list(Path(tmp_path, "references").glob("*.tmp"))
+
+
+# ---- the references' metrics ----------------------------------------------------------------------
+
+
+def bits(metrics: dict[str, float]) -> dict[str, str]:
+    """Each metric's exact bits (float.hex: NaN equals NaN, -0.0 differs from 0.0)."""
+    assert all(type(v) is float for v in metrics.values())
+    return {k: v.hex() for k, v in metrics.items()}
+
+
+def fresh_evaluation(prepared: Prepared) -> tuple[dict[str, float], dict[str, float]]:
+    """(Retrain's, f_D's) metrics evaluated now, in prepare()'s order, on a copy of `prepared`."""
+    now = Prepared(prepared.cfg, prepared.device, prepared.data, prepared.split, prepared.references,
+                   prepared.split_path)
+    now.retrain_metrics = now.evaluate(now.references.retrain)
+    return now.retrain_metrics, now.evaluate(now.references.original)
+
+
+def metrics_records(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((folder / "metrics").glob("*.json"))]
+
+
+def test_a_second_prepare_reads_the_references_metrics_bit_for_bit(tmp_path, count_evaluations, monkeypatch):
+    first = prepare(CFG, device="cpu", cache_dir=tmp_path)
+    assert len(count_evaluations) == 2
+    retrain, original = fresh_evaluation(first)
+    assert bits(first.retrain_metrics) == bits(retrain) and bits(first.original_metrics) == bits(original)
+    assert first.retrain_metrics["avg_gap"] == 0.0 < first.original_metrics["avg_gap"]
+
+    def evaluate(self, model):
+        raise AssertionError("prepare() evaluated a reference although its metrics are stored")
+
+    monkeypatch.setattr(Prepared, "evaluate", evaluate)
+    second = prepare(CFG, device="cpu", cache_dir=tmp_path)
+    assert bits(second.retrain_metrics) == bits(retrain) and bits(second.original_metrics) == bits(original)
+    assert list(second.retrain_metrics) == list(retrain)   # the same columns, in the same order
+    [record] = metrics_records(tmp_path / "references")
+    assert record["inputs"] == reference_metrics_inputs(second) and record["device"] == "cpu"
+    assert record["inputs"]["retrain_sha256"] == second.references.retrain_sha256
+
+
+@pytest.mark.parametrize("change", [{"mia_samples": 50}, {"seed": 1}])
+def test_other_evaluation_settings_evaluate_again_and_keep_the_old_record(tmp_path, count_evaluations, change):
+    base = prepare(CFG, device="cpu", cache_dir=tmp_path)
+    other = prepare(CFG.replace(**change), device="cpu", cache_dir=tmp_path)
+    assert len(count_evaluations) == 4   # a miss: the references evaluated again (their weights were a hit)
+    assert other.references.retrain_sha256 == base.references.retrain_sha256
+    assert len(metrics_records(tmp_path / "references")) == 2
+    again = prepare(CFG, device="cpu", cache_dir=tmp_path)
+    assert len(count_evaluations) == 4   # the old record is still there
+    assert bits(again.retrain_metrics) == bits(base.retrain_metrics)
+    retrain, original = fresh_evaluation(other)
+    assert bits(other.retrain_metrics) == bits(retrain) and bits(other.original_metrics) == bits(original)
+
+
+def test_two_nodes_sharing_a_store_evaluate_the_references_once(tmp_path, count_evaluations):
+    shared = str(tmp_path / "shared")
+    first = prepare(CFG, device="cpu", cache_dir=tmp_path / "cache0",
+                    store=ReferenceStore(tmp_path / "node0", shared=shared))
+    second = prepare(CFG, device="cpu", cache_dir=tmp_path / "cache1",
+                     store=ReferenceStore(tmp_path / "node1", shared=shared))
+    assert len(count_evaluations) == 2
+    assert bits(second.retrain_metrics) == bits(first.retrain_metrics)
+    assert bits(second.original_metrics) == bits(first.original_metrics)
+    [record] = metrics_records(tmp_path / "shared")
+    assert metrics_records(tmp_path / "node1")[0] == {**record, "origin": DOWNLOADED, "source": shared}
+
+
+def test_a_record_of_other_reference_weights_is_never_used(tiny, tmp_path, count_evaluations, monkeypatch):
+    # Node 1 trained and evaluated its own references before the cluster shared a store (another
+    # shuffle seed stands in for a GPU's non-reproducible run of the same recipe).
+    real = reference.train_classifier
+    with monkeypatch.context() as patch:
+        patch.setattr(reference, "train_classifier", lambda *a, **kw: real(*a, **{**kw, "seed": kw["seed"] + 1}))
+        own = prepare(CFG, device="cpu", cache_dir=tmp_path / "cache1", store=ReferenceStore(tmp_path / "node1"))
+    # Node 0 put the cluster's references in the shared store; nobody has evaluated them yet.
+    shared = str(tmp_path / "shared")
+    reference_models(CFG, tiny, make_split(CFG, tiny), device="cpu",
+                     store=ReferenceStore(tmp_path / "node0", shared=shared))
+
+    used = prepare(CFG, device="cpu", cache_dir=tmp_path / "cache1",
+                   store=ReferenceStore(tmp_path / "node1", shared=shared))
+    assert used.references.retrain_sha256 != own.references.retrain_sha256
+    assert len(count_evaluations) == 4   # node 1's record judged other weights: evaluated again, not uploaded
+    retrain, original = fresh_evaluation(used)
+    assert bits(used.retrain_metrics) == bits(retrain) and bits(used.original_metrics) == bits(original)
+    [record] = metrics_records(tmp_path / "shared")
+    assert record["inputs"]["retrain_sha256"] == used.references.retrain_sha256
+    assert record["key"] == entry_key(reference_metrics_inputs(used)) != entry_key(reference_metrics_inputs(own))

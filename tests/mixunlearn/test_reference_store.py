@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 
-from mixunlearn.reference_store import DOWNLOADED, TRAINED, ReferenceStore, entry_key, state_sha256
+from mixunlearn.reference_store import DOWNLOADED, EVALUATED, TRAINED, ReferenceStore, entry_key, state_sha256
 
 INPUTS = {"role": "original", "model": "cnn_small", "data": "fingerprint", "format": 1}
 
@@ -131,3 +132,96 @@ def test_the_lock_is_taken_only_on_a_miss(tmp_path):
     second.entry(INPUTS, Trainer())
     first.entry(INPUTS, Trainer())
     assert taken == [entry_key(INPUTS)]
+
+
+# ---- the references' metrics -------------------------------------------------------------------------
+
+METRICS_INPUTS = {"format": 1, "original_sha256": "a" * 64, "retrain_sha256": "b" * 64, "mia_samples": 500}
+
+
+class Evaluation:
+    """evaluate() for the store: metrics JSON must carry exactly (NaN, ±Infinity, -0.0, inexact
+    decimals); counts its calls."""
+
+    def __init__(self, value: float = 0.1 + 0.2) -> None:
+        self.value = value
+        self.calls = 0
+
+    def __call__(self) -> dict:
+        self.calls += 1
+        return {"retrain": {"ua": self.value, "test_f": float("nan"), "avg_gap": 0.0},
+                "original": {"ua": 1 / 3, "asr": float("inf"), "gap": -float("inf"), "du": -0.0}}
+
+
+def bits(metrics: dict) -> dict:
+    """Each float's exact bits (float.hex: -0.0 and 0.0 differ, NaN equals NaN), nested dicts alike."""
+    return {k: bits(v) if isinstance(v, dict) else (type(v), v.hex()) for k, v in metrics.items()}
+
+
+def never() -> dict:
+    raise AssertionError("evaluated although the metrics are stored")
+
+
+def test_metrics_are_evaluated_once_and_read_back_bit_for_bit(tmp_path):
+    store = ReferenceStore(tmp_path / "node0")
+    evaluate = Evaluation()
+    first = store.metrics(METRICS_INPUTS, evaluate, about={"device": "cpu"})
+    assert bits(first) == bits(Evaluation()())   # what the evaluating process gets: the values themselves
+    assert math.isnan(first["retrain"]["test_f"]) and math.copysign(1, first["original"]["du"]) == -1
+    again = ReferenceStore(tmp_path / "node0").metrics(METRICS_INPUTS, never)
+    assert bits(again) == bits(first) and evaluate.calls == 1
+    record = json.loads((tmp_path / "node0" / "metrics" / f"{entry_key(METRICS_INPUTS)}.json").read_text())
+    assert record["inputs"] == METRICS_INPUTS and record["origin"] == EVALUATED and record["device"] == "cpu"
+    assert not list(tmp_path.rglob("*.tmp"))
+    # A metrics record is not a weights record: the listing of those stays as it was.
+    assert not list((tmp_path / "node0").glob("*.json"))
+
+
+def test_two_nodes_evaluate_once_and_read_the_same_record(tmp_path):
+    first, second = nodes(tmp_path)
+    evaluate = Evaluation()
+    evaluated = first.metrics(METRICS_INPUTS, evaluate)
+    read = second.metrics(METRICS_INPUTS, evaluate)
+    assert evaluate.calls == 1 and bits(read) == bits(evaluated)
+    key = entry_key(METRICS_INPUTS)
+    shared = json.loads((tmp_path / "shared" / "metrics" / f"{key}.json").read_text())
+    assert "origin" not in shared and bits(shared["metrics"]) == bits(evaluated)
+    assert json.loads((second.local / "metrics" / f"{key}.json").read_text())["origin"] == DOWNLOADED
+    assert bits(second.metrics(METRICS_INPUTS, never)) == bits(evaluated)
+
+
+def test_two_nodes_that_miss_at_once_are_both_judged_by_the_first_commit(tmp_path):
+    first, second = nodes(tmp_path)
+
+    def evaluate_while_the_other_node_commits() -> dict:
+        # Node 1 evaluates (its numbers differ, as two GPUs' may) while node 0 evaluates and commits.
+        first.metrics(METRICS_INPUTS, Evaluation(0.5))
+        return Evaluation(0.75)()
+
+    got = second.metrics(METRICS_INPUTS, evaluate_while_the_other_node_commits)
+    assert got["retrain"]["ua"] == 0.5
+    for store in (first, second):
+        assert store.metrics(METRICS_INPUTS, never)["retrain"]["ua"] == 0.5
+    key = entry_key(METRICS_INPUTS)
+    assert json.loads((second.local / "metrics" / f"{key}.json").read_text())["metrics"]["retrain"]["ua"] == 0.5
+
+
+def test_the_shared_record_wins_over_a_node_s_own_and_an_own_one_fills_an_empty_store(tmp_path):
+    # Node 1 evaluated on its own before the cluster shared a store; node 2 too, with other numbers.
+    ReferenceStore(tmp_path / "node1").metrics(METRICS_INPUTS, Evaluation(0.5))
+    ReferenceStore(tmp_path / "node2").metrics(METRICS_INPUTS, Evaluation(0.75))
+    _, node1, node2 = nodes(tmp_path, count=3)
+    assert node1.metrics(METRICS_INPUTS, never)["retrain"]["ua"] == 0.5   # uploaded, not evaluated again
+    assert node2.metrics(METRICS_INPUTS, never)["retrain"]["ua"] == 0.5   # the store's, not its own
+    key = entry_key(METRICS_INPUTS)
+    assert json.loads((node2.local / "metrics" / f"{key}.json").read_text())["metrics"]["retrain"]["ua"] == 0.5
+
+
+def test_other_inputs_are_another_record_and_the_old_one_stays(tmp_path):
+    store = ReferenceStore(tmp_path / "node0")
+    store.metrics(METRICS_INPUTS, Evaluation(0.5))
+    evaluate = Evaluation(0.75)
+    other = {**METRICS_INPUTS, "retrain_sha256": "c" * 64}   # a Retrain with other weights
+    assert store.metrics(other, evaluate)["retrain"]["ua"] == 0.75 and evaluate.calls == 1
+    assert store.metrics(METRICS_INPUTS, never)["retrain"]["ua"] == 0.5
+    assert len(list((tmp_path / "node0" / "metrics").glob("*.json"))) == 2
