@@ -13,13 +13,14 @@ entry point.
 Evaluation after an epoch is one forward pass per sample set; the accuracies (UA, RA, TA) come from it
 at once, the CPU attackers (MIA-Efficacy, ASR, and so avg_gap) only at the `attack_epochs` a caller
 names (a sweep: ASHA's rungs) and at the last epoch. On a GPU, `evaluated_epochs` also runs them in a
-background thread while the next epoch trains, and hands the epoch over when they are done: same
-numbers, the attackers off the critical path.
+background thread while training goes on, and hands the epoch over when they are done: same numbers,
+the attackers off the critical path.
 """
 from __future__ import annotations
 
 import copy
 import sys
+from collections import deque
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -167,17 +168,34 @@ def epochs(prepared: Prepared, loop: Any = None, *,
 
 @dataclass
 class Epoch:
-    """One evaluated epoch: its metrics and, when the loop has moved on since, its exact state."""
+    """One evaluated epoch: its metrics and, for an attack epoch the loop has trained past, its exact state."""
     metrics: dict[str, float]
-    state: dict[str, Any] | None = None   # loop.state_dict() as of this epoch; None = the loop's current state
+    # loop.state_dict() as of this epoch, kept for an epoch whose attackers ran in the background (its
+    # checkpoint); None = the loop's current state, or an epoch without attackers (nothing checkpoints it).
+    state: dict[str, Any] | None = None
+
+
+@dataclass
+class Waiting:
+    """An epoch evaluated but not yet handed over: an attack epoch whose attackers still run, or one behind it."""
+    epoch: Epoch
+    attacks: Future | None = None   # the background attackers' metrics (accuracies included)
+
+    def ready(self) -> bool:
+        return self.attacks is None or self.attacks.done()
+
+    def result(self) -> Epoch:
+        return Epoch(self.attacks.result(), self.epoch.state) if self.attacks is not None else self.epoch
 
 
 def evaluated_epochs(prepared: Prepared, loop: Any = None, *,
                      attack_epochs: Collection[int] | None = None, background: bool | None = None) -> Iterator[Epoch]:
-    """epochs(), with each non-final attack epoch's attackers run in a background thread while the next
-    epoch trains (background=True). Such an epoch is yielded after that next epoch trained, with a copy
-    of its state (its checkpoint); the last epoch is always evaluated in full before it is yielded.
-    Epochs come in order; the metrics are those of `Prepared.evaluate` at the same epoch, bit for bit.
+    """epochs(), with each non-final attack epoch's attackers run in a background thread while training
+    goes on (background=True). Such an epoch is handed over, with a copy of its state (its checkpoint),
+    once its attackers are done: training never waits for them, however long they take, and the epochs
+    trained meanwhile wait behind it, so epochs come in order. The last epoch is evaluated in full, and
+    every earlier one handed over, before the generator ends. The metrics are those of
+    `Prepared.evaluate` at the same epoch, bit for bit.
 
     background=None: only on a GPU, where the CPU idles while the epoch trains. On the CPU the attackers
     (scikit-learn's OpenMP threads) would compete with the training for the trial's cores: measured on
@@ -189,7 +207,7 @@ def evaluated_epochs(prepared: Prepared, loop: Any = None, *,
         background = prepared.device.type == "cuda"
     last = loop.epochs
     attackers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixunlearn-attackers") if background else None
-    pending: tuple[Future, dict[str, Any]] | None = None
+    waiting: deque[Waiting] = deque()   # evaluated epochs, in order, not yet handed over
     try:
         while loop.epoch < last:
             epoch_seconds = loop.train_epoch()
@@ -197,16 +215,15 @@ def evaluated_epochs(prepared: Prepared, loop: Any = None, *,
             metrics = prepared.accuracies(outputs)
             metrics.update(epoch=loop.epoch, epoch_seconds=epoch_seconds, unlearn_seconds=loop.seconds)
             metrics.update(getattr(loop, "diagnostics", dict)())   # a method's own per-epoch numbers (MixUnlearn: its masks, losses)
-            if pending is not None:   # the previous epoch's attackers ran while this epoch trained
-                future, state = pending
-                pending = None
-                yield Epoch(future.result(), state)
             if attack_epochs is not None and loop.epoch not in attack_epochs and loop.epoch != last:
-                yield Epoch(metrics)
+                waiting.append(Waiting(Epoch(metrics)))
             elif attackers is None or loop.epoch == last:
-                yield Epoch(prepared.attack(outputs, metrics))
+                waiting.append(Waiting(Epoch(prepared.attack(outputs, metrics))))
             else:
-                pending = attackers.submit(prepared.attack, outputs, metrics), copy.deepcopy(loop.state_dict())
+                waiting.append(Waiting(Epoch(metrics, copy.deepcopy(loop.state_dict())),
+                                       attackers.submit(prepared.attack, outputs, metrics)))
+            while waiting and (waiting[0].ready() or loop.epoch == last):
+                yield waiting.popleft().result()
     finally:
         if attackers is not None:
             attackers.shutdown(wait=True, cancel_futures=True)

@@ -2,6 +2,8 @@
 background, and the very numbers of the full evaluation wherever they are computed."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -62,6 +64,39 @@ def test_a_deferred_epoch_carries_its_own_state_for_the_checkpoint(prepared):
     rest = [timeless(m) for m in epochs(prepared, resumed)]
     straight = [timeless(m) for m in epochs(prepared, loop_of(prepared))]
     assert rest == straight[2:]   # resuming from the deferred epoch's checkpoint replays the run
+
+
+def test_training_goes_on_while_slow_attackers_run_and_epochs_still_come_in_order(prepared, full, monkeypatch):
+    loop = loop_of(prepared)
+    trained_to_4 = threading.Event()
+    train_epoch = loop.train_epoch
+
+    def train_and_tell() -> float:
+        seconds = train_epoch()
+        if loop.epoch >= 4:
+            trained_to_4.set()
+        return seconds
+
+    attack = prepared.attack
+    outlasted = []
+
+    def slow_attack(outputs, metrics):
+        # Epoch 2's attackers finish only once epoch 4 has trained: a loop that waited for them would
+        # never get there, and this wait would time out.
+        outlasted.append(trained_to_4.wait(timeout=60))
+        return attack(outputs, metrics)
+
+    monkeypatch.setattr(loop, "train_epoch", train_and_tell)
+    monkeypatch.setattr(prepared, "attack", slow_attack)
+    handed = [(epoch, loop.epoch) for epoch in
+              evaluated_epochs(prepared, loop, attack_epochs=(2,), background=True)]
+    assert all(outlasted)
+    assert [int(epoch.metrics["epoch"]) for epoch, _ in handed] == [1, 2, 3, 4, 5]
+    trained_when_handed = {int(epoch.metrics["epoch"]): trained for epoch, trained in handed}
+    assert trained_when_handed[2] >= 4 and trained_when_handed[3] >= 4   # epoch 3 waited behind epoch 2
+    by_epoch = {int(epoch.metrics["epoch"]): timeless(epoch.metrics) for epoch, _ in handed}
+    assert by_epoch[2] == full[1] and by_epoch[5] == full[4]   # the full evaluation's numbers, bit for bit
+    assert handed[1][0].state["epoch"] == 2   # its checkpoint is epoch 2's, though the loop moved on
 
 
 def test_the_evaluate_of_a_model_is_the_sum_of_its_two_parts(prepared):
