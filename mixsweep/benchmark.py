@@ -70,7 +70,8 @@ from .compare import task_kind
 from .console import ProgressTable
 from .errors import UsageError
 from .resume import resume_sweep
-from .sweep import NAME, REPORT_EVERY_S, run_config, run_sweep, trainable_for, trial_dirname, trial_settings
+from .sweep import (NAME, REPORT_EVERY_S, run_config, run_sweep, trainable_for, trial_dirname, trial_settings,
+                    tune_environment)
 from .tables import ORIGINAL, RETRAIN
 from .ui import ui_hint
 
@@ -380,8 +381,7 @@ def seed_trainable(exp: sweep_state.SweepState, method: str):
 
 def fit_seeds(tuner: tune.Tuner, exp: sweep_state.SweepState) -> bool:
     """Tuner.fit of seed runs, then no run left open (the method's run is the sweep's: left as it is)."""
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    tune_environment()
     interrupted = False
     try:
         tuner.fit()

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import optuna
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -238,12 +239,17 @@ def make_tuner(state: sweep_state.SweepState, space: SweepSpace, overrides: dict
 
 def run_config(state: sweep_state.SweepState, reporter: tune.ProgressReporter,
                callbacks: tuple[tune.Callback, ...] = ()) -> tune.RunConfig:
-    """Storage, checkpoints, retries and the run-closing callback: the same for sweeps and ablations."""
+    """Storage, checkpoints, retries and the run-closing callback: the same for sweeps and ablations.
+
+    Tune's CSV and JSON loggers are named here (ExperimentAnalysis and `export` read their files), its
+    automatic set is off (`fit`): that set adds a TensorBoard logger, whose tensorboardX import loads
+    torch into the driver (1.6 s before the first trial). MLflow is the sweep's record."""
     return tune.RunConfig(
         name=state.name, storage_path=state.storage,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
-        callbacks=[CloseChildRuns(tracking_uri=state.tracking_uri, experiment_id=state.experiment_id,
+        callbacks=[CSVLoggerCallback(), JsonLoggerCallback(),
+                   CloseChildRuns(tracking_uri=state.tracking_uri, experiment_id=state.experiment_id,
                                   parent_run_id=state.parent_run_id), *callbacks],
         progress_reporter=reporter, verbose=1)
 
@@ -269,9 +275,8 @@ def trial_settings(state: sweep_state.SweepState) -> TrialSettings:
         attack_epochs=tuple(state.attack_epochs) if state.attack_epochs is not None else None)
 
 
-def fit(tuner: tune.Tuner, state: sweep_state.SweepState, *, next_step: str = "mixsweep export") -> bool:
-    """Run (or continue) the trials, then leave no MLflow run open. Returns True when the sweep completed;
-    after an interruption the open runs are closed KILLED (tagged interrupted) for `resume` to reopen."""
+def tune_environment() -> None:
+    """The environment Tune reads as fit() starts (sweeps, ablations, resumes, a benchmark's seed runs)."""
     # The legacy console reporter: the new one ignores progress_reporter and prints every config field.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     # With CheckpointConfig(num_to_keep), Tune snapshots the experiment whenever a trial has checkpointed
@@ -282,6 +287,13 @@ def fit(tuner: tune.Tuner, state: sweep_state.SweepState, *, next_step: str = "m
     # neither remedy Tune suggests (keep every checkpoint, checkpoint less often) is wanted. Tune's own
     # setting turns that one warning off (0 = never); a slow snapshot still warns (its own threshold).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"   # run_config names the loggers it keeps
+
+
+def fit(tuner: tune.Tuner, state: sweep_state.SweepState, *, next_step: str = "mixsweep export") -> bool:
+    """Run (or continue) the trials, then leave no MLflow run open. Returns True when the sweep completed;
+    after an interruption the open runs are closed KILLED (tagged interrupted) for `resume` to reopen."""
+    tune_environment()
     interrupted = False
     try:
         tuner.fit()
