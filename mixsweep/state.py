@@ -44,6 +44,7 @@ class SweepState:
     cache_dir: str | None = None
     references: str | None = None  # the shared reference store (resolve_references); None = each node's cache
     attack_epochs: list[int] | None = None   # ASHA's rungs: where trials run the CPU attackers (None: every epoch)
+    curve_budget: float | None = None   # the accuracies between the rungs (CurveBudget); None: every epoch
 
     @property
     def experiment_path(self) -> str:

@@ -129,7 +129,8 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
             scheduler="asha" if len(space.objectives) == 1 else "fifo", epochs_override=epochs,
             cache_dir=os.environ.get("MIXSWEEP_CACHE"),
             references=sweep_state.resolve_references(references, storage_path),
-            attack_epochs=asha_rungs(space, epochs) if len(space.objectives) == 1 else None)
+            attack_epochs=asha_rungs(space, epochs) if len(space.objectives) == 1 else None,
+            curve_budget=space.sweep.curve_budget)
         state.parent_run_id = open_parent_run(state, space, nested_under=nested_under)
         with parent_closed_on_error(state):
             state.save()
@@ -272,7 +273,8 @@ def trial_settings(state: sweep_state.SweepState) -> TrialSettings:
         tracking_uri=state.tracking_uri, experiment_id=state.experiment_id, parent_run_id=state.parent_run_id,
         checkpoint_every=state.checkpoint_every, cpus=state.cpus_per_trial, gpus=state.gpus_per_trial,
         cache_dir=state.cache_dir, references=state.references,
-        attack_epochs=tuple(state.attack_epochs) if state.attack_epochs is not None else None)
+        attack_epochs=tuple(state.attack_epochs) if state.attack_epochs is not None else None,
+        curve_budget=state.curve_budget)
 
 
 def tune_environment() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import time
 from collections import deque
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -188,14 +189,47 @@ class Waiting:
         return Epoch(self.attacks.result(), self.epoch.state) if self.attacks is not None else self.epoch
 
 
-def evaluated_epochs(prepared: Prepared, loop: Any = None, *,
-                     attack_epochs: Collection[int] | None = None, background: bool | None = None) -> Iterator[Epoch]:
+@dataclass
+class CurveBudget:
+    """Which epochs between the attack epochs get their accuracies, a forward pass over every sample set.
+
+    Only the curves in the run's history read those epochs (ASHA reads the attack epochs, the results the
+    last), and the pass can cost as much as an epoch: on one CPU core the quick preset's pass over
+    D and the test set (3,500 images) takes about as long as its unlearning epoch (250 pairs). So an
+    epoch gets one only while the passes spent on such epochs, this one included, stay within `share`
+    of the training time so far; the latest pass's time (an attack epoch's counts) estimates the next,
+    and until one is timed the next is taken (so the total is at most `share` of it plus one pass).
+    Which epochs fit depends on the machine's speed; the numbers at an epoch that gets a pass do not.
+    """
+    share: float
+    training_s: float = 0.0   # the loop's epoch seconds so far
+    spent_s: float = 0.0      # the passes of epochs between attack epochs, so far
+    pass_s: float = 0.0       # the latest pass; 0 until one is timed (the first is then taken, and timed)
+
+    def trained(self, seconds: float) -> None:
+        self.training_s += seconds
+
+    def allows_one(self) -> bool:
+        return self.share > 0 and self.spent_s + self.pass_s <= self.share * self.training_s
+
+    def timed(self, seconds: float, *, curve: bool) -> None:
+        self.pass_s = seconds
+        if curve:
+            self.spent_s += seconds
+
+
+def evaluated_epochs(prepared: Prepared, loop: Any = None, *, attack_epochs: Collection[int] | None = None,
+                     curve_budget: float | None = None, background: bool | None = None) -> Iterator[Epoch]:
     """epochs(), with each non-final attack epoch's attackers run in a background thread while training
     goes on (background=True). Such an epoch is handed over, with a copy of its state (its checkpoint),
     once its attackers are done: training never waits for them, however long they take, and the epochs
     trained meanwhile wait behind it, so epochs come in order. The last epoch is evaluated in full, and
     every earlier one handed over, before the generator ends. The metrics are those of
     `Prepared.evaluate` at the same epoch, bit for bit.
+
+    curve_budget: with attack_epochs, the share of the training time the accuracies of the other epochs
+    may take (CurveBudget); an epoch without them still hands over its epoch, seconds and the loop's
+    diagnostics. None = every epoch gets its accuracies.
 
     background=None: only on a GPU, where the CPU idles while the epoch trains. On the CPU the attackers
     (scikit-learn's OpenMP threads) would compete with the training for the trial's cores: measured on
@@ -206,16 +240,24 @@ def evaluated_epochs(prepared: Prepared, loop: Any = None, *,
     if background is None:
         background = prepared.device.type == "cuda"
     last = loop.epochs
+    budget = CurveBudget(curve_budget) if curve_budget is not None else None
     attackers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixunlearn-attackers") if background else None
     waiting: deque[Waiting] = deque()   # evaluated epochs, in order, not yet handed over
     try:
         while loop.epoch < last:
             epoch_seconds = loop.train_epoch()
-            outputs = prepared.outputs(loop.model)
-            metrics = prepared.accuracies(outputs)
-            metrics.update(epoch=loop.epoch, epoch_seconds=epoch_seconds, unlearn_seconds=loop.seconds)
-            metrics.update(getattr(loop, "diagnostics", dict)())   # a method's own per-epoch numbers (MixUnlearn: its masks, losses)
-            if attack_epochs is not None and loop.epoch not in attack_epochs and loop.epoch != last:
+            metrics = {"epoch": loop.epoch, "epoch_seconds": epoch_seconds, "unlearn_seconds": loop.seconds,
+                       **getattr(loop, "diagnostics", dict)()}   # a method's own numbers (MixUnlearn: masks, losses)
+            attack = attack_epochs is None or loop.epoch in attack_epochs or loop.epoch == last
+            if budget is not None:
+                budget.trained(epoch_seconds)
+            if attack or budget is None or budget.allows_one():
+                started = time.perf_counter()
+                outputs = prepared.outputs(loop.model)
+                metrics = {**prepared.accuracies(outputs), **metrics}
+                if budget is not None:
+                    budget.timed(time.perf_counter() - started, curve=not attack)
+            if not attack:
                 waiting.append(Waiting(Epoch(metrics)))
             elif attackers is None or loop.epoch == last:
                 waiting.append(Waiting(Epoch(prepared.attack(outputs, metrics))))

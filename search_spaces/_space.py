@@ -7,7 +7,7 @@
       alpha: {low: 0.1, high: 4.0, log: true}
       gen_interval: {choices: [1, 2, 4, 8]}
     objectives: [{metric: avg_gap, mode: min}]                    # two or more: a Pareto search
-    sweep: {trials: 8, concurrency: 2, grace_epochs: 1}           # defaults of the CLI's flags
+    sweep: {trials: 8, concurrency: 2, grace_epochs: 1}           # defaults of the CLI's flags (+ curve_budget)
     seed_defaults: true                                           # evaluate the base's values first
 
 Every key but `search` is optional. `search: {}` is a fixed config (Retrain's spaces, the yardstick): each
@@ -44,6 +44,10 @@ class SweepDefaults:
     trials: int = 8            # Optuna trials in total, the paper defaults included
     concurrency: int = 1       # trials running at once
     grace_epochs: int = 1      # ASHA: epochs every trial gets before it may be stopped early
+    # ASHA's rungs and a trial's last epoch always get the whole evaluation; the epochs between them get
+    # their accuracies (the curves' points) only while those passes take at most this share of the
+    # trial's training time (mixunlearn.run.CurveBudget). 0 = none; a large value (10) = every epoch.
+    curve_budget: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,8 @@ def _sweep(value: Any, path: Path) -> SweepDefaults:
 
 
 def sweep_defaults(value: Any, path: Path, *, key: str, error: type[Exception]) -> SweepDefaults:
-    """A `sweep:` mapping (a benchmark plan's `budget:`) of positive integers, as SweepDefaults."""
+    """A `sweep:` mapping (a benchmark plan's `budget:`) as SweepDefaults: positive integers, and
+    curve_budget a number from 0 up."""
     if value is None:
         return SweepDefaults()
     allowed = tuple(SweepDefaults.__dataclass_fields__)
@@ -183,7 +188,11 @@ def sweep_defaults(value: Any, path: Path, *, key: str, error: type[Exception]) 
     for name, number in value.items():
         if name not in allowed:
             raise error(f"{path}: {key}.{name} is not a {key} setting; allowed: {', '.join(allowed)}")
-        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        if name == "curve_budget":
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number < float("inf"):
+                raise error(f"{path}: {key}.curve_budget must be a share of the training time from 0 up "
+                            f"(0.05 = 5%), found {number!r}")
+        elif isinstance(number, bool) or not isinstance(number, int) or number < 1:
             raise error(f"{path}: {key}.{name} must be a positive integer, found {number!r}")
     return SweepDefaults(**value)
 

@@ -25,6 +25,7 @@ class TrialSettings:
     cache_dir: str | None = None   # reference-model cache; None = $MIXSWEEP_CACHE or ~/.cache/mixsweep
     references: str | None = None  # the shared reference store (folder or URI); None = each node's cache alone
     attack_epochs: tuple[int, ...] | None = None   # where the attackers run (+ the last epoch); None = every epoch
+    curve_budget: float | None = None   # the other epochs' accuracies: their share of training time; None = all
     # Extra tags on every trial's run and its name, each a str.format over the trial's config, e.g.
     # (("mixsweep.benchmark.seed", "{seed}"),) and "ga/seed{seed}" for a benchmark's seed runs; a run
     # name of None is Tune's trial name.

@@ -23,9 +23,9 @@ One trial:
      MLflow (step = epoch); at the first and the last epoch, PNG grids of the loop's mixes, if it makes
      any (trainables/mix_pictures.py), under mix_grids/.
      The CPU attackers (mia_efficacy, asr, avg_gap) run only at `attack_epochs` (ASHA's rungs) and the
-     last epoch, on a GPU in a background thread while the next epoch trains
+     last epoch, on a GPU in a background thread while training goes on
      (mixunlearn.run.evaluated_epochs); such an epoch goes to MLflow and to `tune.report` when they are
-     done. Tune hears only epochs with every metric: ASHA reads no other, and Tune refuses a report
+     done. The epochs between get their accuracies within the sweep's `curve_budget`. Tune hears only epochs with every metric: ASHA reads no other, and Tune refuses a report
      without the objective. A checkpoint goes with a report once `checkpoint_every` epochs have passed
      since the last one, and with the last report.
   6. Before the last report: the results to MLflow and the run closed FINISHED. (ASHA answers the report
@@ -118,7 +118,8 @@ def report_epochs(settings: TrialSettings, cfg: UnlearnConfig, run_id: str, loop
     """Train the loop's remaining epochs, each to MLflow and every one with all metrics to Tune."""
     mlflow_client = records.client(settings.tracking_uri)
     checkpointed = loop.epoch
-    for evaluated in evaluated_epochs(prepared, loop, attack_epochs=settings.attack_epochs):
+    for evaluated in evaluated_epochs(prepared, loop, attack_epochs=settings.attack_epochs,
+                                      curve_budget=settings.curve_budget):
         metrics = evaluated.metrics
         epoch = int(metrics["epoch"])
         last = epoch == loop.epochs

@@ -1,5 +1,7 @@
 """ASHA with trials that run their CPU attackers only at its rungs stops the very trials it stops when
-every trial evaluates everything every epoch (same space, same seeds, one trial at a time)."""
+every trial evaluates everything every epoch (same space, same seeds, one trial at a time). The deferred
+sweep's curve budget is 0, so its epochs between the rungs get no accuracies at all: the history says
+exactly which epochs were evaluated."""
 from __future__ import annotations
 
 import json
@@ -43,7 +45,7 @@ def two_sweeps(local_ray, mlflow_server, space_writer, tmp_path_factory, request
 
     folder = tmp_path_factory.mktemp("deferred")
     space = space_writer(folder / "tiny.yaml", base={**TINY_REAL_BASE, "epochs": EPOCHS},
-                         sweep={"trials": TRIALS, "concurrency": 1, "grace_epochs": GRACE})
+                         sweep={"trials": TRIALS, "concurrency": 1, "grace_epochs": GRACE, "curve_budget": 0})
     deferred = run_tiny_sweep("deferred", space, folder / "sweeps", mlflow_server)
     patch = pytest.MonkeyPatch()
     patch.setattr(sweep_module, "asha_rungs", lambda *args: None)   # the old way: attackers every epoch
@@ -73,14 +75,18 @@ def test_the_same_trials_are_stopped_at_the_same_epochs(two_sweeps):
     assert max(reached) == EPOCHS
 
 
-def test_tune_hears_the_rungs_and_the_last_epoch_and_mlflow_keeps_every_accuracy(two_sweeps, mlflow_server):
+def test_tune_hears_the_rungs_and_the_last_epoch_and_mlflow_keeps_every_epoch_it_computed(two_sweeps,
+                                                                                          mlflow_server):
     _, (state, trials, reported), (_, _, reported_everything) = two_sweeps
     client = MlflowClient(mlflow_server)
     for trial in trials:
         last = int(trial.last_result["epoch"])
-        assert reported[trial.trial_id] == [e for e in (2, 4, 6) if e <= last]
+        evaluated = [e for e in (2, 4, 6) if e <= last]
+        assert reported[trial.trial_id] == evaluated
         run_id = trial.last_result["mlflow_run_id"]
-        assert [m.step for m in client.get_metric_history(run_id, "train_f")] == list(range(1, last + 1))
-        assert [m.step for m in client.get_metric_history(run_id, "avg_gap")] == [e for e in (2, 4, 6) if e <= last]
+        steps = {name: [m.step for m in client.get_metric_history(run_id, name)]
+                 for name in ("epoch", "unlearn_seconds", "train_f", "ta", "avg_gap")}
+        assert steps["epoch"] == steps["unlearn_seconds"] == list(range(1, last + 1))   # every trained epoch
+        assert steps["train_f"] == steps["ta"] == steps["avg_gap"] == evaluated   # no budget for the others
     first_everything = next(iter(reported_everything.values()))
     assert first_everything == list(range(1, len(first_everything) + 1))

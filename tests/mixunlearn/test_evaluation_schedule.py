@@ -9,7 +9,7 @@ import torch
 
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.metrics import ATTACK_METRICS
-from mixunlearn.run import epochs, evaluated_epochs, prepare
+from mixunlearn.run import CurveBudget, epochs, evaluated_epochs, prepare
 from mixunlearn.unlearn import MixUnlearn
 
 CFG = UnlearnConfig(dataset="tiny", model="cnn_small", ref_epochs=2, epochs=5, batch_size=16, mia_samples=200)
@@ -97,6 +97,59 @@ def test_training_goes_on_while_slow_attackers_run_and_epochs_still_come_in_orde
     by_epoch = {int(epoch.metrics["epoch"]): timeless(epoch.metrics) for epoch, _ in handed}
     assert by_epoch[2] == full[1] and by_epoch[5] == full[4]   # the full evaluation's numbers, bit for bit
     assert handed[1][0].state["epoch"] == 2   # its checkpoint is epoch 2's, though the loop moved on
+
+
+ACCURACIES = ("train_r", "train_f", "test", "ua", "ra", "ta")
+
+
+def reporting_epochs_of(loop, seconds: float):
+    """The loop, its train_epoch claiming `seconds` per epoch (the curve budget's measure of training)."""
+    train_epoch = loop.train_epoch
+
+    def claimed() -> float:
+        train_epoch()
+        return seconds
+    loop.train_epoch = claimed
+    return loop
+
+
+def test_a_zero_curve_budget_evaluates_the_attack_epochs_and_the_last_only(prepared, full):
+    handed = [timeless(e.metrics) for e in
+              evaluated_epochs(prepared, loop_of(prepared), attack_epochs=(2,), curve_budget=0.0)]
+    assert [int(m["epoch"]) for m in handed] == [1, 2, 3, 4, 5]
+    for metrics, everything in zip(handed, full):
+        if int(metrics["epoch"]) in (2, 5):
+            assert metrics == everything   # the whole evaluation, bit for bit
+        else:   # the training's own numbers only: no forward pass over the sample sets
+            assert not set(ACCURACIES) & set(metrics)
+            assert {"epoch", "unlearn_loss"} <= set(metrics)   # the loop's own numbers, every epoch
+
+
+def test_epochs_long_enough_for_the_budget_get_their_accuracies(prepared, full):
+    # A pass over the tiny set takes well under a second; with 1000-second epochs 5% is 50 s each.
+    loop = reporting_epochs_of(loop_of(prepared), 1000.0)
+    handed = [timeless(e.metrics) for e in evaluated_epochs(prepared, loop, attack_epochs=(2,), curve_budget=0.05)]
+    for metrics, everything in zip(handed, full):
+        everything = {k: v for k, v in everything.items() if "seconds" not in k}
+        if int(metrics["epoch"]) in (2, 5):
+            assert metrics == everything
+        else:
+            assert metrics == {k: v for k, v in everything.items() if k not in ATTACK_METRICS}
+
+
+def test_the_curve_budget_spends_at_most_its_share_of_training_time():
+    budget = CurveBudget(0.25)
+    taken = []
+    for epoch in range(1, 13):
+        budget.trained(1.0)                 # 1-second epochs; a pass takes 0.5 s
+        if epoch % 4 == 0:
+            budget.timed(0.5, curve=False)  # an attack epoch: its pass is measured, not charged
+        elif budget.allows_one():
+            budget.timed(0.5, curve=True)
+            taken.append(epoch)
+    assert budget.spent_s <= 0.25 * budget.training_s
+    # The first pass is taken to time it; after it, one whenever 0.25 s per trained second has paid for it.
+    assert taken == [1, 5, 6, 9, 10]
 
 
 def test_the_evaluate_of_a_model_is_the_sum_of_its_two_parts(prepared):
