@@ -19,7 +19,7 @@ Ray, and Ray's resources before MLflow, so a refused sweep leaves no run behind)
   process costs ~8 s of imports and CUDA start-up, GPU.md), at most --concurrency at once.
 - Records: one MLflow parent run per sweep; each trial's child run nests under it (trainables/records.py);
   CloseChildRuns closes the runs trials cannot close themselves.
-- Start-up: the driver loads no torch (trainables/entry.py), makes the MLflow store ready while Ray
+- Start-up: the driver loads no torch (trainables/entry.py), loads the MLflow store's code while Ray
   starts, and a local Ray starts no idle workers (cluster.LOCAL_RAY): a trial's actor is a process of
   its own, which imports the trial (torch, the methods) as it starts.
 """
@@ -112,15 +112,16 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
     uri = tracking.tracking_uri(tracking_uri)
     cluster.check_request(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
 
-    # The MLflow store is made ready while Ray starts (ray.init mostly waits for its processes). It creates
-    # no run, and its errors reach the user after Ray's resources are checked, as before.
+    # The MLflow store's code loads while Ray starts (ray.init mostly waits for its processes); the store
+    # itself is touched only once Ray's resources are checked, so a refused sweep leaves no file behind.
     store = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-store")
-    store_ready = store.submit(tracking.ready_experiment, uri)
+    store_code = store.submit(tracking.load_store_code, uri)
     store.shutdown(wait=False)   # its one task still runs
     with cluster.connected(address):
         cluster.check_resources(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
         # ---- MLflow: the store, then the parent run -----------------------------------------------------
-        experiment_id = store_ready.result()
+        store_code.result()
+        experiment_id = tracking.ready_experiment(uri)
         state = sweep_state.SweepState(
             name=name, storage=storage_path, space_file=str(space_path), tracking_uri=uri,
             experiment_id=experiment_id, parent_run_id="", trials=trials, concurrency=concurrency,

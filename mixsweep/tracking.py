@@ -1,6 +1,7 @@
 """Where MLflow records go, and the store made ready before any trial writes to it.
 
     uri = tracking_uri(flag)                 # --tracking-uri, else $MLFLOW_TRACKING_URI, else ./mlflow.db
+    load_store_code(uri)                     # optional, e.g. while Ray starts: the store's code, no file
     experiment_id = ready_experiment(uri)    # creates the SQLite schema and the experiment once, here
 
 Trials start together and write at once; two processes creating a fresh SQLite schema at the same time
@@ -65,6 +66,13 @@ def ready_experiment(uri: str, name: str = EXPERIMENT) -> str:
     # directories, where MLflow's default ./mlruns would scatter them.
     location = (sqlite_path(uri).parent / "mlartifacts").as_uri() if uri.startswith("sqlite:///") else None
     return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+
+
+def load_store_code(uri: str) -> None:
+    """Import the code of the store `uri` names, touching no file: with sqlite:/// MLflow's SQLAlchemy
+    store (SQLAlchemy and alembic, ~0.9 s), which `ready_experiment` would otherwise load then."""
+    if uri.startswith("sqlite:///"):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
 
 def git_commit() -> dict[str, str]:
