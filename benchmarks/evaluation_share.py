@@ -3,23 +3,29 @@
     python benchmarks/evaluation_share.py                       # quick preset + a small CIFAR-10 resnet18_cifar
     python benchmarks/evaluation_share.py --configs quick --label before   # e.g. from a checkout of the old code
 
-One in-process run per config, as a trial runs it (no Ray, no MLflow): prepare() with the reference
-models already in the cache (a first, untimed prepare() puts them there), then every epoch of the loop.
+One in-process run per config, as a trial of a sweep runs it (no Ray, no MLflow): prepare() with the
+reference models already in the cache (a first, untimed prepare() puts them there, and where the code
+stores their metrics, those too: a sweep evaluates them once per cluster), then every epoch of the loop.
 - per epoch: (wall of the epoch loop - time inside train_epoch) / wall of the epoch loop, i.e. the
   time the loop is held up by evaluation, attackers waited for included, over all epochs;
-- per trial: the same plus prepare()'s two full evaluations (f_D and Retrain) over prepare + loop.
-The code's own way is used: with mixunlearn.run.evaluated_epochs (this change) the CPU attackers run at
-the rungs of the sweep's ASHA (grace period x 2^k) and the last epoch (on a GPU in a background thread);
-without it (the code before) everything is evaluated after every epoch. The last epoch's metrics are
-printed with a fingerprint, so two runs can be checked for the same numbers. Each figure is one run;
-the JSON result in benchmarks/results/evaluation_share-<label>.json names hardware, versions and load.
+- per trial: the same plus the time prepare() spent evaluating f_D and Retrain, over prepare + loop.
+The code's own way is used, as found: with mixunlearn.run.evaluated_epochs the CPU attackers run at the
+rungs of the sweep's ASHA (grace period x 2^k) and the last epoch (on a GPU in a background thread),
+and where it takes a curve budget the other epochs get their accuracies within the sweep's
+(sweep.curve_budget); without it (the code before issue 10) everything is evaluated after every epoch.
+Run it from a checkout of the old code with PYTHONPATH to get the "before" figures of the same machine.
+The last epoch's metrics are printed with a fingerprint, so two runs can be checked for the same
+numbers. Each figure is one run; the JSON result in benchmarks/results/evaluation_share-<label>.json
+names hardware, versions, load and the commit measured.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -27,15 +33,20 @@ import numpy as np
 import torch
 
 from mixsweep.evidence import cpu_model, versions
+import mixunlearn
 from mixunlearn.config import UnlearnConfig
-from mixunlearn.run import epochs, prepare
+from mixunlearn.run import Prepared, epochs, prepare
 from mixunlearn.unlearn import MixUnlearn
 from search_spaces import load_space, preset_path
 
 try:
     from mixunlearn.run import evaluated_epochs
-except ImportError:   # the code before this change: everything after every epoch
+except ImportError:   # the code before issue 10: everything after every epoch
     evaluated_epochs = None
+try:
+    from search_spaces import SweepDefaults
+except ImportError:   # the code before issue 10 exports no sweep defaults (and has no curve budget)
+    SweepDefaults = None
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ASHA_REDUCTION = 2   # mixsweep.sweep.ASHA_REDUCTION (not imported: that module pulls in Ray)
@@ -46,12 +57,32 @@ CIFAR = {"dataset": "cifar10", "train_subset": 20, "test_subset": 10, "task": "c
          "model": "resnet18_cifar", "ref_epochs": 1, "epochs": 4, "lr_unlearner": 1e-5, "mia_samples": 5000}
 
 
-def config(name: str) -> tuple[UnlearnConfig, int]:
-    """The config and its ASHA grace period: the quick preset as shipped, or the CIFAR track above."""
-    if name == "quick":
-        space = load_space(preset_path("quick"))
-        return UnlearnConfig.from_dict(space.base), space.sweep.grace_epochs
-    return UnlearnConfig.from_dict(CIFAR), 2
+def config(name: str) -> tuple[UnlearnConfig, int, float | None]:
+    """The config, its ASHA grace period and its curve budget (None where the code has none): the quick
+    preset as shipped, or the CIFAR track above with the default sweep settings but a grace of 2."""
+    sweep = load_space(preset_path("quick")).sweep if name == "quick" else SweepDefaults and SweepDefaults()
+    cfg = UnlearnConfig.from_dict(load_space(preset_path("quick")).base if name == "quick" else CIFAR)
+    return cfg, (sweep.grace_epochs if name == "quick" else 2), getattr(sweep, "curve_budget", None)
+
+
+def timed_reference_evaluations(prepare_call) -> tuple[object, float, int]:
+    """prepare_call()'s result, and the seconds and number of Prepared.evaluate calls inside it (f_D's and
+    Retrain's evaluations: two where the code evaluates them per prepare(), none where it reads them)."""
+    evaluate = Prepared.evaluate
+    spent = [0.0, 0]
+
+    def timed(self, model):
+        start = time.perf_counter()
+        try:
+            return evaluate(self, model)
+        finally:
+            spent[0] += time.perf_counter() - start
+            spent[1] += 1
+    Prepared.evaluate = timed
+    try:
+        return prepare_call(), spent[0], spent[1]
+    finally:
+        Prepared.evaluate = evaluate
 
 
 def rungs(grace: int, max_t: int) -> list[int]:
@@ -61,23 +92,24 @@ def rungs(grace: int, max_t: int) -> list[int]:
 
 
 def measure(name: str, cache: Path | None) -> dict:
-    cfg, grace = config(name)
+    cfg, grace, curve_budget = config(name)
     prepare(cfg, device="cpu", cache_dir=cache)                    # untimed: data decoded, references cached
     start = time.perf_counter()
-    prepared = prepare(cfg, device="cpu", cache_dir=cache)
+    prepared, prepare_eval_s, reference_evaluations = timed_reference_evaluations(
+        lambda: prepare(cfg, device="cpu", cache_dir=cache))
     prepare_s = time.perf_counter() - start
-    start = time.perf_counter()
-    prepared.evaluate(prepared.references.original)                 # what prepare() spends on evaluation:
-    prepared.evaluate(prepared.references.retrain)                  # its two full evaluations, timed again
-    prepare_eval_s = time.perf_counter() - start
 
     loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original, device="cpu")
     attack_at = rungs(grace, cfg.epochs)
     start = time.perf_counter()
     if evaluated_epochs is not None:
-        history = [e.metrics for e in evaluated_epochs(prepared, loop, attack_epochs=attack_at)]
-        way = (f"accuracies every epoch; attackers at epochs {sorted({*attack_at, cfg.epochs})}"
-               f"{', in the background' if prepared.device.type == 'cuda' else ''}")
+        budgeted = "curve_budget" in inspect.signature(evaluated_epochs).parameters and curve_budget is not None
+        options = {"curve_budget": curve_budget} if budgeted else {}
+        history = [e.metrics for e in evaluated_epochs(prepared, loop, attack_epochs=attack_at, **options)]
+        accuracies_at = [int(m["epoch"]) for m in history if "train_f" in m]
+        way = (f"attackers at epochs {sorted({*attack_at, cfg.epochs})}"
+               f"{' (in the background)' if prepared.device.type == 'cuda' else ''}; accuracies at epochs "
+               f"{accuracies_at}{f' (curve budget {curve_budget:g})' if budgeted else ''}")
     else:
         history = list(epochs(prepared, loop))
         way = "every metric after every epoch"
@@ -105,10 +137,19 @@ def measure(name: str, cache: Path | None) -> dict:
         "trial_s": round(prepare_s + loop_s, 2),
         "evaluation_share_per_trial": round((loop_s - unlearn_s + prepare_eval_s) / (prepare_s + loop_s), 3),
         "prepare_s": round(prepare_s, 2), "prepare_evaluation_s": round(prepare_eval_s, 2),
+        "reference_evaluations_in_prepare": reference_evaluations,
         "evaluation_parts_final_model": parts,
         "last_epoch": last,
         "last_epoch_sha256": hashlib.sha256(json.dumps(last, sort_keys=True).encode()).hexdigest()[:16],
     }
+
+
+def code_measured() -> str:
+    """The commit of the code measured (the checkout mixunlearn comes from), with '+' if it has changes."""
+    folder = Path(mixunlearn.__file__).resolve().parents[1]
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True).stdout.strip()
+    return f"{git('rev-parse', '--short', 'HEAD')}{'+' if git('status', '--porcelain', '--untracked-files=no') else ''}"
 
 
 def main() -> None:
@@ -123,7 +164,7 @@ def main() -> None:
     record = {
         "benchmark": "evaluation_share", "label": args.label,
         "hardware": {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": None}, "versions": versions(),
-        "runs": 1, "torch_threads": 1, "device": "cpu",
+        "runs": 1, "torch_threads": 1, "device": "cpu", "code": code_measured(),
         "load_average_1_5_15_before": [round(x, 2) for x in load_before],
         "load_average_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
         "results": rows, "date": time.strftime("%Y-%m-%d %H:%M"),
