@@ -25,7 +25,6 @@ import hashlib
 import inspect
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 from mixsweep.evidence import cpu_model, versions
-import mixunlearn
+from code_version import code_measured
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import Prepared, epochs, prepare
 from mixunlearn.unlearn import MixUnlearn
@@ -142,14 +141,6 @@ def measure(name: str, cache: Path | None) -> dict:
         "last_epoch": last,
         "last_epoch_sha256": hashlib.sha256(json.dumps(last, sort_keys=True).encode()).hexdigest()[:16],
     }
-
-
-def code_measured() -> str:
-    """The commit of the code measured (the checkout mixunlearn comes from), with '+' if it has changes."""
-    folder = Path(mixunlearn.__file__).resolve().parents[1]
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True).stdout.strip()
-    return f"{git('rev-parse', '--short', 'HEAD')}{'+' if git('status', '--porcelain', '--untracked-files=no') else ''}"
 
 
 def main() -> None:

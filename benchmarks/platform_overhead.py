@@ -3,12 +3,13 @@
     python benchmarks/platform_overhead.py                      # N = 4 trials of the quick preset, 5 epochs, CPU
     python benchmarks/platform_overhead.py --runs 3             # the median of 3 (a)/(b) pairs
     python benchmarks/platform_overhead.py --trials 8 --gpu-packing   # on a GPU machine
+    cd OLD_CHECKOUT && PYTHONPATH=$PWD python NEW_CHECKOUT/benchmarks/platform_overhead.py --label before
 
 (b) is `mixsweep run` as a user runs it (a fresh process: imports, a local Ray, the Optuna study, MLflow
 records, a checkpoint every epoch, the model artifacts), one trial at a time with --cpus-per-trial CPUs.
 (a) then runs the very configs (b)'s trials ran, in this process, with no Ray and no MLflow, one after
-the other at the same torch thread count, evaluating at the epochs (b)'s trials evaluated (the sweep's
-attack_epochs; mixunlearn.run() where the code predates them). ASHA is kept from stopping any trial
+the other at the same torch thread count, evaluating as (b)'s trials evaluated (the sweep's
+attack_epochs and curve budget; mixunlearn.run() where the code predates them). ASHA is kept from stopping any trial
 (grace period = epochs), so both do the same work. The reference models and the decoded data are put
 in the cache first, untimed, and the SQLite MLflow store is created first: both are one-off costs.
 
@@ -38,6 +39,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from code_version import code_measured
 from mixsweep import tracking
 from mixsweep.evidence import cpu_model, versions
 from mixunlearn.config import UnlearnConfig
@@ -76,7 +78,8 @@ def sweep_space(folder: Path, epochs: int) -> Path:
 def mixsweep_run(space: Path, folder: Path, name: str, *, trials: int, concurrency: int, cpus: int, gpus: float,
                  uri: str, env: dict[str, str]) -> tuple[float, float, list[dict], list[int] | None]:
     """Time one `mixsweep run` in a fresh process. Returns its wall seconds, the seconds from its start to the
-    first trial's first line (its MLflow run's start), its trials (config, Tune time) and its attack_epochs."""
+    first trial's first line (its MLflow run's start), its trials (config, Tune time) and how they evaluated
+    (the sweep state's attack_epochs and curve_budget, None where the code has none)."""
     command = [sys.executable, "-m", "mixsweep", "run", str(space), "--trials", str(trials), "--concurrency",
                str(concurrency), "--cpus-per-trial", str(cpus), "--gpus-per-trial", str(gpus), "--storage",
                str(folder / "sweeps"), "--tracking-uri", uri, "--name", name]
@@ -96,7 +99,8 @@ def mixsweep_run(space: Path, folder: Path, name: str, *, trials: int, concurren
     trials_run = [{"config": t.config, "seconds": float(t.last_result["time_total_s"]),
                    "avg_gap": float(t.last_result["avg_gap"])}
                   for t in tune.ExperimentAnalysis(str(folder / "sweeps" / name)).trials]
-    return wall, to_first_trial, trials_run, state.get("attack_epochs")
+    return wall, to_first_trial, trials_run, {"attack_epochs": state.get("attack_epochs"),
+                                              "curve_budget": state.get("curve_budget")}
 
 
 def in_fresh_process(code: str, env: dict[str, str]) -> float:
@@ -125,7 +129,7 @@ def startup_phases(folder: Path, uri: str, env: dict[str, str]) -> dict[str, flo
     }
 
 
-def trial_in_process(config: dict, attack_epochs: list[int] | None) -> tuple[float, float]:
+def trial_in_process(config: dict, schedule: dict) -> tuple[float, float]:
     """(a): one trial's work with no Ray and no MLflow, evaluated where (b)'s trial evaluated; (seconds, avg_gap)."""
     start = time.perf_counter()
     cfg = UnlearnConfig.from_dict(config)
@@ -133,20 +137,21 @@ def trial_in_process(config: dict, attack_epochs: list[int] | None) -> tuple[flo
         avg_gap = run(cfg).rows["MixUnlearn"]["avg_gap"]
     else:
         prepared = prepare(cfg)
-        avg_gap = [e.metrics for e in evaluated_epochs(prepared, attack_epochs=attack_epochs)][-1]["avg_gap"]
+        options = {k: v for k, v in schedule.items() if v is not None}
+        avg_gap = [e.metrics for e in evaluated_epochs(prepared, **options)][-1]["avg_gap"]
     return time.perf_counter() - start, avg_gap
 
 
 def one_run(space: Path, folder: Path, index: int, args: argparse.Namespace, uri: str, env: dict[str, str],
             cuda: bool) -> dict:
-    wall_b, to_first_trial, trials_b, attack_epochs = mixsweep_run(
+    wall_b, to_first_trial, trials_b, schedule = mixsweep_run(
         space, folder, f"overhead{index}", trials=args.trials, concurrency=1, cpus=args.cpus_per_trial,
         gpus=1.0 if cuda else 0.0, uri=uri, env=env)
     phases = startup_phases(folder, uri, env)
     phases["first_trial_s"] = to_first_trial - sum(phases.values())
     seconds_a, identical = [], True
     for trial in trials_b:
-        seconds, avg_gap = trial_in_process(trial["config"], attack_epochs)
+        seconds, avg_gap = trial_in_process(trial["config"], schedule)
         seconds_a.append(seconds)
         # Same config, seed and threads: on the CPU the platform must not change a single number.
         identical &= avg_gap == trial["avg_gap"]
@@ -161,7 +166,7 @@ def one_run(space: Path, folder: Path, index: int, args: argparse.Namespace, uri
         "startup_phases_s": {k: round(v, 2) for k, v in phases.items()},
         "in_trial_overhead_s_per_trial": round(in_trial, 2),
         "in_trial_overhead_share_of_60s_trial": round(in_trial / 60, 4),
-        "identical_avg_gap": identical, "attack_epochs": attack_epochs,
+        "identical_avg_gap": identical, **schedule,
         "trial_s_a": [round(s, 2) for s in seconds_a], "trial_s_b": [round(t["seconds"], 2) for t in trials_b],
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
@@ -215,7 +220,7 @@ def main() -> None:
         "versions": versions(),
         "runs": args.runs,   # each figure: the median over this many (a)/(b) pairs, measured side by side
         "trials": args.trials, "epochs": args.epochs, "cpus_per_trial": args.cpus_per_trial,
-        "device": "cuda" if cuda else "cpu", "preset": "quick",
+        "device": "cuda" if cuda else "cpu", "preset": "quick", "code": code_measured(),
         "load_average_1_5_15_before": load_before,
         "load_average_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
         **figures, "per_run": runs, "gpu_packing": packing,
