@@ -11,11 +11,13 @@ from pathlib import Path
 
 
 def code_measured() -> str:
-    """The short commit of the code measured, with '+' when its checkout has changes to tracked files."""
+    """The short commit of the code measured, with '+' when its checkout has changes to tracked files
+    (results files left out: a benchmark's own output is not the code it measured)."""
     import mixunlearn
 
     folder = Path(mixunlearn.__file__).resolve().parents[1]
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True).stdout.strip()
-    return f"{git('rev-parse', '--short', 'HEAD')}{'+' if git('status', '--porcelain', '--untracked-files=no') else ''}"
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results")
+    return f"{git('rev-parse', '--short', 'HEAD')}{'+' if changed else ''}"
