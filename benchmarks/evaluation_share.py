@@ -59,9 +59,11 @@ CIFAR = {"dataset": "cifar10", "train_subset": 20, "test_subset": 10, "task": "c
 def config(name: str) -> tuple[UnlearnConfig, int, float | None]:
     """The config, its ASHA grace period and its curve budget (None where the code has none): the quick
     preset as shipped, or the CIFAR track above with the default sweep settings but a grace of 2."""
-    sweep = load_space(preset_path("quick")).sweep if name == "quick" else SweepDefaults and SweepDefaults()
-    cfg = UnlearnConfig.from_dict(load_space(preset_path("quick")).base if name == "quick" else CIFAR)
-    return cfg, (sweep.grace_epochs if name == "quick" else 2), getattr(sweep, "curve_budget", None)
+    if name == "quick":
+        space = load_space(preset_path("quick"))
+        return UnlearnConfig.from_dict(space.base), space.sweep.grace_epochs, getattr(space.sweep, "curve_budget", None)
+    defaults = SweepDefaults() if SweepDefaults is not None else None
+    return UnlearnConfig.from_dict(CIFAR), 2, getattr(defaults, "curve_budget", None)
 
 
 def timed_reference_evaluations(prepare_call) -> tuple[object, float, int]:

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,13 +114,11 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
 
     # The MLflow store's code loads while Ray starts (ray.init mostly waits for its processes); the store
     # itself is touched only once Ray's resources are checked, so a refused sweep leaves no file behind.
-    store = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-store")
-    store_code = store.submit(tracking.load_store_code, uri)
-    store.shutdown(wait=False)   # its one task still runs
+    # ready_experiment's own import waits for this one to finish (and raises whatever it raised).
+    threading.Thread(target=tracking.load_store_code, args=(uri,), name="mlflow-store-code").start()
     with cluster.connected(address):
         cluster.check_resources(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
         # ---- MLflow: the store, then the parent run -----------------------------------------------------
-        store_code.result()
         experiment_id = tracking.ready_experiment(uri)
         state = sweep_state.SweepState(
             name=name, storage=storage_path, space_file=str(space_path), tracking_uri=uri,

@@ -1,4 +1,5 @@
-"""The cluster-wide lock a trial takes while it trains a reference model the shared store lacks.
+"""The cluster-wide lock a trial takes while it trains a reference model the shared store lacks, or
+commits a metrics record it lacks (mixunlearn/reference_store.py).
 
     with LeaseLock()(key):      # one holder per key across every node, trial, driver and sweep
         ...

@@ -61,6 +61,19 @@ def test_a_bad_space_file_is_refused_naming_the_key_before_any_heavy_import(tmp_
     assert result["heavy"] == []
 
 
+def test_the_sweep_driver_loads_neither_torch_nor_the_methods(tmp_path):
+    """`mixsweep run`'s own process hands Tune a light entry; torch is the trial workers' (2 s of start-up)."""
+    probe = ("import json, sys\n"
+             "import mixsweep.sweep, mixsweep.callback, mixsweep.resume, trainables\n"
+             "print(json.dumps(sorted(m for m in ('torch', 'sklearn', 'matplotlib', 'mixunlearn.methods') "
+             "if m in sys.modules)))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
 def test_the_package_still_exports_the_method_api():
     import mixunlearn
 
