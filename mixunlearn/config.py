@@ -25,7 +25,7 @@ from typing import Any
 
 DATASETS = ("fashion_mnist", "mnist", "cifar10", "svhn", "tiny")
 TASKS = ("class", "data", "random", "noisy", "semi")
-MODELS = ("cnn_small", "resnet18_cifar", "resnet18_laf")
+MODELS = ("cnn_small", "cnn_laf", "resnet18_cifar", "resnet18_laf")
 TARGETS = ("aware", "agnostic")
 GEN_TARGETS = ("current", "ema", "frozen")
 REDUCTIONS = ("sum", "mean")

@@ -24,11 +24,16 @@ if TYPE_CHECKING:
 
 
 class SmallCNN(nn.Module):
-    """LAF's MNIST CNN: two conv blocks (the feature map), then three linear layers."""
+    """LAF's MNIST CNN: two conv blocks (the feature map), then three linear layers.
+
+    `cnn_small` puts a ReLU after each hidden linear layer (METHOD.md "Models"); `cnn_laf` is LAF's own
+    `Model.py` CNN, which has none: its embedding fc1(x) feeds fc2 = Linear(256, 128), Linear(128, 10)
+    directly. Same parameters, so the same initial weights from the same seed.
+    """
 
     feature_channels = 32
 
-    def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, image_size: int, hidden_relu: bool = True) -> None:
         super().__init__()
         # padding 2 keeps each conv size-preserving, so two pools give S/4 (7x7 at 28x28).
         assert image_size % 4 == 0, f"cnn_small needs an image size divisible by 4, got {image_size}"
@@ -37,10 +42,13 @@ class SmallCNN(nn.Module):
             nn.Conv2d(16, 32, kernel_size=5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         )
         side = image_size // 4
+        def act() -> nn.Module:
+            return nn.ReLU(inplace=True) if hidden_relu else nn.Identity()
+
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(32 * side * side, 256), nn.ReLU(inplace=True),
-            nn.Linear(256, 128), nn.ReLU(inplace=True),
+            nn.Linear(32 * side * side, 256), act(),
+            nn.Linear(256, 128), act(),
             nn.Linear(128, num_classes),
         )
 
@@ -118,7 +126,8 @@ def resnet18_laf(*, num_classes: int, in_channels: int) -> ResNet18:
 
 # ---- the one entry point -------------------------------------------------------------------------
 
-MODEL_NAMES = ("cnn_small", "resnet18_cifar", "resnet18_laf")
+MODEL_NAMES = ("cnn_small", "cnn_laf", "resnet18_cifar", "resnet18_laf")
+CNN_MODELS = ("cnn_small", "cnn_laf")   # the (Fashion-)MNIST track's networks: its measured method defaults
 
 
 def build_model(name: str, *, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
@@ -130,8 +139,9 @@ def build_model(name: str, *, num_classes: int, in_channels: int, image_size: in
         in_channels: image channels (1 for MNIST-like sets, 3 for CIFAR-10 / SVHN).
         image_size: the data set's native side length H (= W); resnet18_laf resizes it to 224 itself.
     """
-    if name == "cnn_small":
-        return SmallCNN(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+    if name in CNN_MODELS:
+        return SmallCNN(num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                        hidden_relu=name == "cnn_small")
     if name == "resnet18_cifar":
         return resnet18_cifar(num_classes=num_classes, in_channels=in_channels)
     if name == "resnet18_laf":

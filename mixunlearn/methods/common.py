@@ -34,6 +34,7 @@ from torch import nn
 
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.data import ImageData
+from mixunlearn.models import CNN_MODELS
 from mixunlearn.tasks import ForgetSplit
 
 # DU's and SU's common optimiser on CIFAR where a method names none (BASELINES.md).
@@ -95,8 +96,8 @@ class Method:
 
     @classmethod
     def default_hyper(cls, cfg: UnlearnConfig) -> Any:
-        """The source's (CIFAR) defaults; on the CNN track with the measured Fashion-MNIST values."""
-        return cls.Hyper(**(cls.cnn_defaults if cfg.model == "cnn_small" else {}))
+        """The source's (CIFAR) defaults; on the CNN track (cnn_small, cnn_laf) the measured Fashion-MNIST values."""
+        return cls.Hyper(**(cls.cnn_defaults if cfg.model in CNN_MODELS else {}))
 
     # ---- what the config reads (mixunlearn/config.py) ---------------------------------------------
     @classmethod
@@ -152,6 +153,8 @@ class Method:
                 state[name] = value.state_dict()
             elif isinstance(value, dict):
                 state[name] = {k: v.clone() for k, v in value.items()}
+            elif isinstance(value, list):   # a list a method appends to (SCRUB's kept epochs): a snapshot
+                state[name] = list(value)
             else:
                 state[name] = value
         return state
@@ -256,11 +259,10 @@ def last_linear(net: nn.Module) -> nn.Linear:
     return [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
 
 
-def embedding_layer(net: nn.Module) -> nn.Module:
-    """The layer whose input is LAF's embedding e: the 256-d one of cnn_small and resnet18_laf, and for
-    resnet18_cifar (which has none) its classifier, so e is the 512-d pooled feature vector."""
-    linears = [m for m in net.classifier.modules() if isinstance(m, nn.Linear)]
-    return linears[1] if len(linears) >= 2 else linears[0]
+def classifier_linears(net: nn.Module) -> list[nn.Linear]:
+    """The linear layers of the network's classifier, in forward order (cnn_small and cnn_laf: 3;
+    resnet18_laf: 2; resnet18_cifar: 1)."""
+    return [m for m in net.classifier.modules() if isinstance(m, nn.Linear)]
 
 
 def stages(net: nn.Module) -> list[nn.Module]:
@@ -277,6 +279,18 @@ def captured_input(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
     """Record the input `layer` receives during a forward pass (Boundary Expanding, LAF read it)."""
     box: list[torch.Tensor] = []
     handle = layer.register_forward_pre_hook(lambda _m, args: box.append(args[0]))
+    try:
+        yield box
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def captured_output(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Record the output of `layer` during a forward pass (LAF's embedding is fc1's output). A copy: an
+    in-place activation after the layer (cnn_small's ReLU(inplace=True)) would change the output itself."""
+    box: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _args, out: box.append(out.clone()))
     try:
         yield box
     finally:

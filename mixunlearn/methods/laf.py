@@ -1,17 +1,26 @@
-"""LAF, label-agnostic forgetting (Shen et al., ICLR 2024), and LAF+R (LAF, then the head on D_r).
+"""LAF, label-agnostic forgetting (Shen et al., ICLR 2024), and LAF+R (LAF, then the head on D_r), as
+LAF's code runs them (`VUnlearning.py`: `extractor_unlearning`, `classifier_unlearning`; `Train.py`:
+`vae_train`; `Model.py`: the CNN, the ResNet and the VAE).
 
-e = the embedding before the classifier (common.embedding_layer: 256-d on cnn_small and resnet18_laf,
-the 512-d pooled features on resnet18_cifar); f_D's embeddings are computed once.
+e = LAF's embedding, fc1's output (`embedding = self.fc1(x)`): the output of the classifier's first linear
+layer, read before any activation (`embedding_relu: false`, LAF's). LAF's CNN (`cnn_laf` here) has no ReLU
+after fc1 nor inside fc2; `cnn_small` has both, so there `embedding_relu: true` reads e after its ReLU
+(what the next layer sees, non-negative) instead. On resnet18_laf, fc1's output; on resnet18_cifar, which
+has one linear layer, the pooled features. f_D's embeddings are computed once, in eval mode.
 Stage 0 (inside the first epoch, so it counts as unlearning time): two VAEs on f_D's frozen e,
   d -> 128 -> 32 -> latent, the decoder mirrored with a sigmoid output; Adam lr 1e-3, 10 epochs,
   loss = summed MSE / batch + 0.025 KL. s_vae learns the whole training set (LAF's code), u_vae D_f.
-Then for each zipped batch (D_f, a fresh slice of D_r), batch 32:
-- extractor unlearning, Adam lr_ue, all parameters: m = ||VAE(e) - e||^2 (the VAE's mean
-  reconstruction), L1 = sum_r exp(m_r / (m_r + 1)) through s_vae - sum_f exp(m_f / (m_f + 1)) through u_vae;
+Then for each zipped batch (D_f, a fresh slice of D_r), batch 32, the classifier in eval mode throughout
+(`vae_train` calls `trained_model.eval()` and nothing switches it back), D_r and D_f in separate passes:
+- extractor unlearning, Adam lr_ue, all parameters: m = ||VAE(e) - e||^2, where the VAE's encoder samples
+  z = mu + sigma * eps at every call (LAF's encoders do, in eval mode too),
+  L1 = sum_r exp(m_r / (m_r + 1)) through s_vae - sum_f exp(m_f / (m_f + 1)) through u_vae;
 - representation alignment, Adam lr_ra: c = 1 - cos(e, e of f_D),
   L2 = sum_i log(exp(c_r,i) / sum_j exp(c_f,j / temp)).
-LAF+R: after LAF's epochs, `head_epochs` epochs train the last linear layer alone with CE on D_r
-(the paper gives no values: Adam, head_lr).
+LAF+R: after LAF's epochs, `head_epochs` epochs train LAF's fc2, the linear layers after the embedding (on
+LAF's CNN both 256 -> 128 -> 10; on its ResNet the last one), with Adam head_lr and CE on D_r; like LAF's
+`classifier_unlearning` each epoch zips D_f's batches with D_r's, so it takes as many steps as D_f has
+batches (the paper gives no values).
 Hyperparameters (LAF's hyperparameter.md, per track and task) in LAF.default_hyper. Reads no label.
 """
 from __future__ import annotations
@@ -23,10 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixunlearn.config import UnlearnConfig
+from mixunlearn.models import CNN_MODELS
 
-from .common import Method, captured_input, embedding_layer, last_linear
+from .common import Method, captured_input, captured_output, classifier_linears
 
-VAE_SEED_OFFSET = 4   # the VAEs' weights and noise: cfg.seed + 4
+VAE_SEED_OFFSET = 4   # the VAEs' weights and their training noise: cfg.seed + 4
+SAMPLING_SEED_OFFSET = 5   # the encoders' samples during unlearning: cfg.seed + 5
 
 
 @dataclass
@@ -41,6 +52,7 @@ class LAFHyper:
     vae_lr: float = 1e-3
     vae_batch_size: int = 32                  # LAF's loaders use 32 throughout
     vae_kl: float = 0.025                     # weight of the VAE's KL term
+    embedding_relu: bool = False              # read e after an activation that follows fc1 (cnn_small's ReLU)
 
 
 @dataclass
@@ -64,8 +76,24 @@ class VAE(nn.Module):
         return self.decoder(z), mu, logvar
 
 
-def reconstruction_error(vae: VAE, e: torch.Tensor) -> torch.Tensor:
-    return (vae(e)[0] - e).pow(2).sum(1)
+def reconstruction_error(vae: VAE, e: torch.Tensor, noise: torch.Generator) -> torch.Tensor:
+    """m = ||VAE(e) - e||^2 per sample, through a sampled z (LAF's `extractor_loss_functionnmse`)."""
+    eps = torch.randn(len(e), vae.mu.out_features, device=e.device, generator=noise)
+    return (vae(e, eps)[0] - e).pow(2).sum(1)
+
+
+def embedding_point(net: nn.Module, *, after_activation: bool) -> tuple[nn.Module, str]:
+    """Where LAF's e is read: (layer, "output") = fc1's output; (layer, "input") = what the next layer gets."""
+    linears = classifier_linears(net)
+    if len(linears) == 1:            # resnet18_cifar: no embedding layer; the pooled features
+        return linears[0], "input"
+    return (linears[1], "input") if after_activation else (linears[0], "output")
+
+
+def head_linears(net: nn.Module) -> list[nn.Linear]:
+    """LAF's fc2: the linear layers after the embedding (all of them where there is no embedding layer)."""
+    linears = classifier_linears(net)
+    return linears[1:] if len(linears) > 1 else linears
 
 
 class LAF(Method):
@@ -73,12 +101,12 @@ class LAF(Method):
     title = "LAF"
     Hyper = LAFHyper
     reads_labels = ()
-    checkpointed = ("model", "opt_ue", "opt_ra", "s_vae", "u_vae", "vaes_trained")
+    checkpointed = ("model", "opt_ue", "opt_ra", "s_vae", "u_vae", "vaes_trained", "sampling")
 
     @classmethod
     def default_hyper(cls, cfg: UnlearnConfig) -> LAFHyper:
         task = cfg.semi_base if cfg.task == "semi" else cfg.task
-        if cfg.model == "cnn_small":
+        if cfg.model in CNN_MODELS:
             # CNN track. LAF's table gives lr_ue 5e-5, lr_ra 1e-4 for the whole of (Fashion-)MNIST; on the
             # tests' 100-images-per-class subset (1/60 of the forget batches) those leave Train_f at 88%
             # after 20 epochs (f_D 89%), while 10x (5e-4, 1e-3) forgets: Train_f 3%, Test_r 82.2% (f_D
@@ -96,8 +124,7 @@ class LAF(Method):
     def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
         super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)
         h = self.hyper
-        self.model = self.trainable_copy(original)
-        self.embedded_by = embedding_layer(self.model)
+        self.model = self.trainable_copy(original).eval()   # eval mode throughout, as LAF's vae_train leaves it
         self.opt_ue = torch.optim.Adam(self.model.parameters(), lr=h.lr_ue)
         self.opt_ra = torch.optim.Adam(self.model.parameters(), lr=h.lr_ra)
         everyone = torch.arange(len(split.train_labels), device=self.device)
@@ -106,11 +133,13 @@ class LAF(Method):
         with self.seeded(VAE_SEED_OFFSET):
             self.s_vae, self.u_vae = VAE(dim, h.latent).to(self.device), VAE(dim, h.latent).to(self.device)
         self.vaes_trained = False
+        self.sampling = torch.Generator(device=self.device).manual_seed(cfg.seed + SAMPLING_SEED_OFFSET)
 
     # ---- embeddings ------------------------------------------------------------------------------
     def embedding(self, net: nn.Module, idx: torch.Tensor) -> torch.Tensor:
-        with captured_input(embedding_layer(net)) as seen, torch.autocast("cuda", dtype=torch.bfloat16,
-                                                                           enabled=self.cuda):
+        layer, side = embedding_point(net, after_activation=self.hyper.embedding_relu)
+        capture = captured_output if side == "output" else captured_input
+        with capture(layer) as seen, torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
             net(self.inputs(idx))
         return seen[0].float()
 
@@ -147,15 +176,15 @@ class LAF(Method):
         h = self.hyper
         forget = self.batches(self.forget_idx, h.batch_size)
         retain = self.batches(self.retain_idx, h.batch_size)
+        self.model.eval()
         for f, r in zip(forget, retain):
-            e = self.embedding(self.model, torch.cat([r, f]))
-            m_r, m_f = reconstruction_error(self.s_vae, e[:len(r)]), reconstruction_error(self.u_vae, e[len(r):])
+            m_r = reconstruction_error(self.s_vae, self.embedding(self.model, r), self.sampling)
+            m_f = reconstruction_error(self.u_vae, self.embedding(self.model, f), self.sampling)
             extractor = torch.exp(m_r / (m_r + 1)).sum() - torch.exp(m_f / (m_f + 1)).sum()
             self.step(self.opt_ue, extractor)
 
-            e = self.embedding(self.model, torch.cat([r, f]))
-            c = 1 - F.cosine_similarity(e, self.teacher_embedding[torch.cat([r, f])], dim=1)
-            c_r, c_f = c[:len(r)], c[len(r):]
+            c_r = 1 - F.cosine_similarity(self.embedding(self.model, r), self.teacher_embedding[r], dim=1)
+            c_f = 1 - F.cosine_similarity(self.embedding(self.model, f), self.teacher_embedding[f], dim=1)
             alignment = (c_r - torch.logsumexp(c_f / h.temp, dim=0)).sum()
             self.step(self.opt_ra, alignment)
 
@@ -180,15 +209,19 @@ class LAFR(LAF):
     def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
         super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)
         self.epochs = self.hyper.epochs + self.hyper.head_epochs
-        self.head = last_linear(self.model)
-        self.opt_head = torch.optim.Adam(self.head.parameters(), lr=self.hyper.head_lr)
+        self.head = head_linears(self.model)
+        self.opt_head = torch.optim.Adam([p for layer in self.head for p in layer.parameters()],
+                                         lr=self.hyper.head_lr)
 
     def run_epoch(self) -> None:
         if self.epoch < self.hyper.epochs:
             return super().run_epoch()
-        # The extractor is fixed now: eval mode keeps its batch-norm statistics, only the head learns.
+        # LAF's classifier_unlearning: Adam on fc2 alone, the model still in eval mode, one retain batch per
+        # forget batch (zip(loaders['unlearn'], loaders['remain'])).
         self.model.eval()
-        for idx in self.batches(self.retain_idx, self.hyper.batch_size):
+        forget = self.batches(self.forget_idx, self.hyper.batch_size)
+        retain = self.batches(self.retain_idx, self.hyper.batch_size)
+        for _, idx in zip(forget, retain):
             loss = F.cross_entropy(self.logits(self.model, idx), self.labels[idx])
             self.opt_head.zero_grad(set_to_none=True)
             self.model.zero_grad(set_to_none=True)
@@ -196,4 +229,3 @@ class LAFR(LAF):
             self.opt_head.step()
             self.steps += 1
             self._losses.append(loss.detach())
-        self.model.train()

@@ -1,4 +1,4 @@
-"""The three classifiers: shapes of logits and of the feature map G reads, the split, and the architectures."""
+"""The classifiers: shapes of logits and of the feature map G reads, the split, and the architectures."""
 from __future__ import annotations
 
 import pytest
@@ -10,6 +10,7 @@ from mixunlearn.models import MODEL_NAMES, build_model
 CASES = [
     ("cnn_small", 1, 28, (32, 7, 7)),
     ("cnn_small", 3, 32, (32, 8, 8)),
+    ("cnn_laf", 1, 28, (32, 7, 7)),
     ("resnet18_cifar", 3, 32, (256, 8, 8)),
     ("resnet18_cifar", 1, 28, (256, 7, 7)),
     ("resnet18_laf", 3, 32, (256, 14, 14)),
@@ -61,11 +62,26 @@ def test_architectures_match_the_spec():
     # cnn_small: METHOD.md's layer list (416 + 12,832 + 401,664 + 32,896 + 1,290).
     # resnet18_cifar: kuangliu/pytorch-cifar's ResNet18 has 11,173,962 parameters at 10 classes.
     # resnet18_laf: torchvision resnet18 minus its fc, plus 512->256 and 256->10.
-    expected = {"cnn_small": 449_098, "resnet18_cifar": 11_173_962, "resnet18_laf": 11_310_410}
-    sizes = {"cnn_small": (1, 28), "resnet18_cifar": (3, 32), "resnet18_laf": (3, 32)}
+    # cnn_laf: LAF's Model.py CNN, cnn_small's layers without the hidden ReLUs.
+    expected = {"cnn_small": 449_098, "cnn_laf": 449_098, "resnet18_cifar": 11_173_962, "resnet18_laf": 11_310_410}
+    sizes = {"cnn_small": (1, 28), "cnn_laf": (1, 28), "resnet18_cifar": (3, 32), "resnet18_laf": (3, 32)}
     for name in MODEL_NAMES:
         model = make(name, *sizes[name])
         assert sum(p.numel() for p in model.parameters()) == expected[name], name
+
+
+def test_cnn_laf_is_cnn_small_without_its_hidden_relus():
+    """Same weights from the same seed; the embedding fc1(x) feeds the next layer as it is (LAF's Model.py)."""
+    small, laf = make("cnn_small", 1, 28), make("cnn_laf", 1, 28)
+    for (key, a), b in zip(small.state_dict().items(), laf.state_dict().values()):
+        assert torch.equal(a, b), key
+    assert not any(isinstance(m, torch.nn.ReLU) for m in laf.classifier.modules())
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        embedding = laf.classifier[1](laf.classifier[0](laf.features(x)))
+        assert (embedding < 0).any()
+        torch.testing.assert_close(laf(x), laf.classifier[5](laf.classifier[3](embedding)), rtol=0, atol=0)
+        assert not torch.equal(laf(x), small(x))
 
 
 def test_unknown_model_is_refused_with_the_choices():

@@ -1,5 +1,6 @@
-"""What is particular to one method: SalUn's mask, SCRUB's max steps, the adversarial and shadow labels,
-the incompetent teacher, CF-k / EU-k's frozen and fresh stages, LAF+R's head stage, GA's divergence."""
+"""What is particular to one method: SalUn's mask, SCRUB's max steps and rewind, the adversarial and shadow
+labels, the incompetent teacher, CF-k / EU-k's frozen and fresh stages and their anchor, LAF's sampling
+encoder and embedding, LAF+R's head stage, GA's divergence."""
 from __future__ import annotations
 
 import copy
@@ -8,11 +9,13 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from method_helpers import REAL, build
+from method_helpers import REAL, build, saved
 
 from mixunlearn.methods import METHODS, Diverged
-from mixunlearn.methods.common import last_linear, stages
+from mixunlearn.methods.common import stages
+from mixunlearn.methods.laf import head_linears, reconstruction_error
 from mixunlearn.metrics import accuracy, predict_probs
+from mixunlearn.run import epochs, prepare
 
 AWARE = REAL.replace(targets="aware")
 
@@ -53,12 +56,36 @@ def test_scrub_takes_max_steps_only_in_its_first_msteps_epochs(real):
     assert per_epoch == [batches, batches, 0, 0]
 
 
-def test_boundary_shrink_relabels_every_forget_sample_to_a_wrong_class(real):
-    loop = build(real, METHODS["boundary_shrink"], AWARE)
+def fgsm_labels(real, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """SU's FGSM_perturb and arg-max, written here from boundary_sh.py: (f_D's arg-max at x_adv, y_f)."""
+    net = copy.deepcopy(real.references.original).eval()
     forget = real.split.forget_idx
-    adversarial, true = loop.adversarial_labels[forget], real.split.train_labels[forget]
-    assert (adversarial != true).all()
-    assert len(adversarial.unique()) > 1, "the nearest wrong class depends on the sample"
+    y = real.split.train_labels[forget]
+    pixels = (real.data.train_images[forget].float() / 255).requires_grad_(True)
+    F.cross_entropy(net(real.data.normalize(pixels * 255)), y).backward()
+    x_adv = torch.round((pixels + eps * pixels.grad.sign()).clamp(0, 1) * 255) / 255
+    with torch.no_grad():
+        return net(real.data.normalize(x_adv * 255)).argmax(1), y
+
+
+def test_boundary_shrink_trains_towards_f_ds_arg_max_even_where_fgsm_does_not_cross(real):
+    loop = build(real, METHODS["boundary_shrink"], AWARE)
+    adversarial, y = fgsm_labels(real, loop.hyper.eps)
+    uncrossed = adversarial == y
+    assert uncrossed.any() and (~uncrossed).any(), "the subset must hold both kinds of forget sample"
+    labels = loop.adversarial_labels[real.split.forget_idx]
+    assert torch.equal(labels, adversarial)
+    assert torch.equal(labels[uncrossed], y[uncrossed]), "SU trains an uncrossed sample towards its own label"
+    assert len(labels[~uncrossed].unique()) > 1, "the crossed class depends on the sample"
+
+
+def test_boundary_shrink_nearest_wrong_option_never_keeps_the_true_class(real):
+    cls = METHODS["boundary_shrink"]
+    loop = build(real, cls, AWARE, hyper=dataclasses.replace(cls.default_hyper(AWARE), relabel="nearest_wrong"))
+    adversarial, y = fgsm_labels(real, loop.hyper.eps)
+    labels = loop.adversarial_labels[real.split.forget_idx]
+    assert (labels != y).all()
+    assert torch.equal(labels[adversarial != y], adversarial[adversarial != y])
 
 
 def test_bad_teachers_incompetent_teacher_is_untrained_and_stays_so(real):
@@ -95,23 +122,119 @@ def test_cf_k_and_eu_k_train_only_the_last_k_stages(real, name):
     same_at_start = [all(torch.equal(a, b) for a, b in zip(f, r)) for f, r in zip(fresh, reference)]
     assert same_at_start == [True] * (len(fresh) - k - 1) + [name == "cf_k"] * (k + 1)
     loop.train_epoch()
+    assert not loop.model.training, "DU's run_train_epoch keeps the whole model in eval mode"
     trained = [list(s.parameters()) for s in stages(loop.model)]
     unchanged = [all(torch.equal(a, b) for a, b in zip(t, r)) for t, r in zip(trained, reference)]
     assert unchanged == [True] * (len(trained) - k - 1) + [False] * (k + 1)
 
 
-def test_laf_r_head_stage_moves_only_the_last_linear_layer(real):
+@pytest.mark.parametrize("name", ["cf_k", "eu_k"])
+def test_the_l2_anchor_is_the_weights_training_starts_from(real, name):
+    """DU's fk_finetune copies the model after any re-initialisation: the pull is 0 at the first step (EU-k's
+    fresh stages are not pulled back towards f_D, which the anchor f_D would do)."""
+    loop = build(real, METHODS[name])
+    pull = sum(float((p.detach() - p0).pow(2).sum()) for p, p0 in zip(loop.params, loop.theta0))
+    assert pull == 0.0
+    original = dict(real.references.original.named_parameters())
+    towards_f_d = sum(float((p.detach() - original[key]).pow(2).sum()) for key, p in loop.model.named_parameters()
+                      if p.requires_grad)
+    assert (towards_f_d > 1.0) == (name == "eu_k")
+
+
+def test_laf_reads_fc1s_output_and_its_encoder_samples(real):
+    cls = METHODS["laf"]
+    plain = build(real, cls)
+    after_relu = build(real, cls, hyper=dataclasses.replace(cls.default_hyper(REAL), embedding_relu=True))
+    # cnn_small's fc1 output can be negative (LAF's CNN has no ReLU there); what its next layer sees cannot.
+    assert (plain.teacher_embedding < 0).any() and (after_relu.teacher_embedding >= 0).all()
+    torch.testing.assert_close(plain.teacher_embedding.clamp(min=0), after_relu.teacher_embedding)
+    # LAF's encoders sample z = mu + sigma * eps at every call: two calls on the same e differ.
+    e = plain.teacher_embedding[:8]
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        assert not torch.equal(reconstruction_error(plain.s_vae, e, noise), reconstruction_error(plain.s_vae, e, noise))
+    plain.train_epoch()
+    assert not plain.model.training, "LAF's classifier stays in eval mode"
+
+
+def test_laf_r_head_stage_trains_lafs_fc2_one_retain_batch_per_forget_batch(real):
     cls = METHODS["laf_r"]
     hyper = dataclasses.replace(cls.default_hyper(REAL), epochs=1, head_epochs=1)
     loop = build(real, cls, hyper=hyper)
     loop.train_epoch()
     after_laf = copy.deepcopy(loop.model.state_dict())
+    steps = loop.steps
     loop.train_epoch()
-    head = {f"{name}.{p}" for name, m in loop.model.named_modules() if m is last_linear(loop.model)
+    # On cnn_small (as on LAF's CNN) fc2 is both linear layers after the 256-d embedding.
+    head = {f"{name}.{p}" for name, m in loop.model.named_modules() if any(m is h for h in head_linears(loop.model))
             for p in ("weight", "bias")}
+    assert len(head) == 4
     for key, value in loop.model.state_dict().items():
         assert torch.equal(value, after_laf[key]) == (key not in head), key
+    assert loop.steps - steps == -(-len(real.split.forget_idx) // hyper.batch_size)
     assert loop.epoch == loop.epochs == 2
+
+
+@pytest.fixture(scope="module")
+def random_task(tmp_path_factory):
+    """The random task (10% of D) on the same subset, label-aware: SCRUB's forget error can overshoot there."""
+    return prepare(REAL.replace(task="random", random_ratio=0.1, targets="aware"), device="cpu",
+                   cache_dir=tmp_path_factory.mktemp("random-task"))
+
+
+def test_scrub_rewind_returns_the_epoch_whose_forget_error_matches_unseen_data(random_task):
+    """A run whose forget error overshoots the forget validation error (max steps at lr 0.03): rewind returns
+    an earlier epoch, chosen as DU's scrubv2 chooses it, recomputed here from a `final` run of the same
+    trajectory; the epochs() metrics and the state a trial logs are that epoch's."""
+    cls, cfg = METHODS["scrub"], random_task.cfg
+    hyper = dataclasses.replace(cls.default_hyper(cfg), lr=0.03, msteps=2, epochs=5)
+    final = build(random_task, cls, cfg, hyper=dataclasses.replace(hyper, selection="final"))
+    weights = [copy.deepcopy(final.model.state_dict())]
+    while final.epoch < final.epochs:
+        final.train_epoch()
+        weights.append(copy.deepcopy(final.model.state_dict()))
+    forget, labels = random_task.split.forget_idx, random_task.split.train_labels
+    classes = labels[forget].unique()
+    test = torch.isin(random_task.data.test_labels, classes)
+    net = copy.deepcopy(final.model).eval()
+
+    def error(images, truth):
+        with torch.no_grad():
+            return 100.0 - 100.0 * float((net(random_task.data.normalize(images)).argmax(1) == truth).float().mean())
+
+    target = error(random_task.data.test_images[test], random_task.data.test_labels[test])
+    forget_errors = []
+    for state in weights:
+        net.load_state_dict(state)
+        forget_errors.append(error(random_task.data.train_images[forget], labels[forget]))
+    chosen = min(range(len(forget_errors)), key=lambda e: abs(forget_errors[e] - target))
+    assert max(forget_errors) > target > min(forget_errors[1:]) and 0 < chosen < hyper.epochs, (forget_errors, target)
+
+    rewind = build(random_task, cls, cfg, hyper=hyper)
+    history = list(epochs(random_task, rewind))
+    assert rewind.selected_epoch == chosen and history[-1]["scrub_selected_epoch"] == chosen
+    for key, value in saved(rewind.state_dict())["model"].items():
+        assert torch.equal(value, weights[chosen][key]), key
+    net.load_state_dict(weights[chosen])
+    assert history[-1]["avg_gap"] == random_task.evaluate(net)["avg_gap"]
+    assert [round(e, 6) for e in rewind.forget_errors] == [round(e, 6) for e in forget_errors]
+
+
+def test_scrub_rewind_resumes_exactly(random_task):
+    cls, cfg = METHODS["scrub"], random_task.cfg
+    hyper = dataclasses.replace(cls.default_hyper(cfg), lr=0.03, msteps=2, epochs=5)
+    straight = build(random_task, cls, cfg, hyper=hyper)
+    states = {}
+    while straight.epoch < straight.epochs:
+        straight.train_epoch()
+        states[straight.epoch] = saved(straight.state_dict())
+    resumed = build(random_task, cls, cfg, hyper=hyper)
+    resumed.load_state_dict(states[3])
+    while resumed.epoch < resumed.epochs:
+        resumed.train_epoch()
+    assert resumed.selected_epoch == straight.selected_epoch
+    for (key, a), b in zip(resumed.model.state_dict().items(), straight.model.state_dict().values()):
+        assert torch.equal(a, b), key
 
 
 def test_ga_with_a_huge_learning_rate_raises_diverged_naming_the_epoch(real):
