@@ -1,5 +1,11 @@
 """Bad Teacher (Chundawat et al., DU): distil a competent teacher on D_r and an incompetent one on D_f.
 
+DU `munl/unlearning/bad_teacher.py` (`UnlearnerLoss`, `unlearning_step`, `blindspot_unlearner`): the
+target of a sample is softmax(incompetent / tau) if it is a forget sample, else softmax(f_D / tau);
+the loss is `F.kl_div(log_softmax(student / tau), target)`. DU's kl_div uses the default reduction
+(the mean over batch x classes); here `batchmean`, K times larger: a constant factor Adam's update is
+invariant to (up to its eps).
+
 The competent teacher is f_D; the incompetent one is a randomly initialised network of the same
 architecture (seeded by cfg.seed), never trained. Both are frozen, so their logits are computed once.
 On shuffled D_r + D_f each sample's target is softmax(incompetent / tau) if it is in D_f, else

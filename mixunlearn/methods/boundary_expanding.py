@@ -1,5 +1,9 @@
 """Boundary Expanding (SU): teach D_f an extra "shadow" class, then drop the shadow output.
 
+SU `Classification/unlearn/boundary_ex.py` (`expand_model`, `boundary_expanding_iter`): the last linear
+layer gets one more output row (a fresh nn.Linear whose first rows copy f_D's), every forget sample's
+target is that row (`target_label *= num_classes`), CE, model in train mode, `impl.py`'s SGD.
+
 The output layer is widened by one row: the trained network is a copy of f_D plus a shadow row (weight
 and bias) on the input of its last linear layer, so that `model` keeps f_D's class and, without the
 row, is the pruned network the paper describes (SU's code omits the pruning step). Training: CE of the

@@ -1,7 +1,13 @@
 """FT, fine-tuning: cross-entropy on D_r only; forgetting comes from catastrophic forgetting.
 
-Sources (BASELINES.md): DU lr 0.1, 5 epochs, cosine LR over the epochs (the default here); SU lr 0.01,
-10 epochs, no effective schedule (schedule = "constant").
+DU `munl/unlearning/finetune.py` (`FinetuneUnlearner.unlearn`) with `train_one_epoch` in
+`munl/unlearning/common.py`: model in train mode, SGD (lr, momentum 0.9, weight decay 5e-4: DU's
+`default_optimizer`), CE on D_r, `CosineAnnealingLR(T_max=num_epochs)` stepped once per epoch, which is
+lr_e = lr (1 + cos(pi e / E)) / 2 for 0-based epoch e (the default here, schedule = "cosine").
+SU `Classification/unlearn/FT.py` (`FT` -> `FT_iter`), under `impl.py`'s `_iterative_unlearn_impl`: the
+same step, SGD(unlearn_lr, momentum 0.9, weight decay 5e-4), `MultiStepLR` at `--decreasing_lr` 91,136,
+which no unlearning run of 10 epochs reaches: a constant LR (schedule = "constant").
+Sources (BASELINES.md): DU lr 0.1, 5 epochs, batch 256; SU lr 0.01, 10 epochs.
 """
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """GA, gradient ascent (NegGrad): maximise the cross-entropy on D_f only, i.e. minimise -CE(f(x_f), y_f).
 
+SU `Classification/unlearn/GA.py` (`GA`: model in train mode, `loss = -criterion(output_clean, target)`
+over the forget loader), under `impl.py`'s SGD(unlearn_lr, momentum 0.9, weight decay 5e-4); DU
+`munl/unlearning/gradient_ascent.py` is the same step.
 Sources (BASELINES.md): lr 0.01, 10 epochs (DU and SU). It diverges easily: a NaN or Inf epoch loss
 raises common.Diverged naming the epoch.
 """

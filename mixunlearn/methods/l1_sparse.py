@@ -1,5 +1,8 @@
 """l1-sparse (SU): cross-entropy on D_r plus alpha_t * ||theta||_1, alpha_t = alpha * (1 - epoch / E).
 
+SU `Classification/unlearn/FT.py` (`FT_l1` -> `FT_iter(with_l1=True)`): `l1_regularization(model)` =
+the l1 norm of all parameters, weighted by `args.alpha * (1 - epoch / (unlearn_epochs - no_l1_epochs))`
+(no_l1_epochs 0), model in train mode, `impl.py`'s SGD(unlearn_lr, momentum 0.9, weight decay 5e-4).
 The penalty decays linearly to 0 over the epochs (epoch counted from 0, as SU). Sources (BASELINES.md):
 SU's argument default alpha = 0.2 (its README leaves alpha, lr and epochs as placeholders); searched
 log-uniform in [1e-5, 1]. lr and epochs are the common SU values (0.01, 10).

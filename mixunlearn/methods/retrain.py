@@ -1,5 +1,8 @@
 """Retrain as a runnable method row: the reference recipe, epoch by epoch, so that its time is measured.
 
+The recipe is LAF's (`Train.py`'s classifier training: Adam(lr, weight decay), CE, batch 32), as
+mixunlearn/reference.py `train_classifier` runs it for the cached references.
+
 Train a fresh model from scratch on D_r with the recipe of reference.train_classifier (cfg.ref_*: Adam,
 cross-entropy, the same initial weights, shuffle order and augmentation draws). On the CPU, after
 ref_epochs epochs it equals the cached Retrain bit for bit. It is the yardstick, not a contender: it

@@ -1,9 +1,11 @@
 """RL, random labels: cross-entropy on D_f with random labels, together with D_r with its labels.
 
-[choice] mixing (BASELINES.md):
-- "sequential" (SU on CIFAR-10, default): each epoch one pass over D_f with fresh uniform random labels,
-  then one pass over D_r;
-- "concat" (DU): one shuffled concatenation of D_f and D_r, with a fresh random label per D_f draw.
+SU `Classification/unlearn/RL.py` (`RL`), model in train mode, under `impl.py`'s SGD(unlearn_lr,
+momentum 0.9, weight decay 5e-4). [choice] mixing (BASELINES.md):
+- "sequential" (SU's `cifar10`/`svhn` branch, default): each epoch one pass over D_f with fresh uniform
+  random labels (`torch.randint(0, num_classes, ...)`, the true class included), then one pass over D_r;
+- "concat" (DU `munl/unlearning/successive_random_labels.py`; SU's `cifar100` branch): one shuffled
+  concatenation of D_f and D_r, with a fresh random label per D_f draw.
 The random labels are uniform over all classes (as SU draws them) and come from the run's Generator.
 Sources: SU lr 0.013, 10 epochs. Labels of D_f are never read.
 """

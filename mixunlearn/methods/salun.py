@@ -1,5 +1,10 @@
 """SalUn: RL whose updates touch only the most salient weights for the forget set.
 
+SU `Classification/generate_mask.py` (`save_gradient_ratio`: f_D in eval mode, the gradient of
+-criterion summed over the forget loader, all parameters ranked together) for the mask, then SU
+`Classification/unlearn/RL.py` (`RL` with `mask`): `_apply_mask_to_grads` before each step and
+`_restore_masked_params` (masked-out weights back to their start values, their momentum zeroed) after it.
+
 1. Mask, once, from f_D in eval mode: g = |sum over D_f batches of grad_theta(-CE(f(x_f), y_f))|, all
    parameters ranked together; mask = 1 on the top `mask_ratio` fraction (exactly round(ratio * #params)).
 2. RL (rl.py), with grad <- grad * mask before each optimiser step.

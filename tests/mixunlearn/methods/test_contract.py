@@ -18,7 +18,8 @@ AWARE = REAL.replace(targets="aware")
 
 # Margins, in percentage points, from these measurements (f_D: Train_f 89.0, Test_r 80.9; Retrain:
 # Train_f 0.0, Test_r 80.7), targets aware, CPU float32, 1 thread, torch 2.14.1, on a 2-core Intel Xeon
-# VM shared with other jobs (load average 12-34), 1 run each; Train_f / Test_r for seeds 0 (tested), 1, 2:
+# VM shared with other jobs (load average 12-34), 1 run each; the rows marked with a reason re-measured after
+# issue 17's source fixes (the same kind of VM, load ~18); Train_f / Test_r for seeds 0 (tested), 1, 2:
 #   method              seed 0        seed 1        seed 2       epochs
 #   mixunlearn           0 / 80.9      0 / 81.8      0 / 82.7      20   (quiet machine, METHOD.md's defaults)
 #   retrain              0 / 80.7     (the reference recipe)        8
@@ -28,15 +29,16 @@ AWARE = REAL.replace(targets="aware")
 #   rl                   0 / 81.3      0 / 74.7      0 / 79.1       5
 #   salun                0 / 82.0      0 / 75.6      0 / 78.7       5
 #   l1_sparse            0 / 76.0      0 / 84.0      0 / 80.9       5
-#   cf_k                 0 / 82.0      0 / 82.2      0 / 78.0       5
-#   eu_k                 0 / 81.1      0 / 82.9      0 / 78.9      10
-#   scrub                0 / 81.6      0 / 83.6      0 / 76.9       5
+#   cf_k                 0 / 83.8      0 / 84.9      0 / 84.9       5   (DU's plain SGD, eval mode)
+#   eu_k                 0 / 82.9      0 / 84.7      0 / 84.2      10   (DU's init and anchor)
+#   scrub                0 / 82.0      0 / 82.4      0 / 67.1       5   (rewind: seed 2 returns epoch 2)
 #   bad_teacher         46 / 81.1     44 / 81.8     45 / 81.1       5
-#   boundary_shrink      0 / 76.2      0 / 76.2      0 / 76.2       5
+#   boundary_shrink      4 / 80.2      2 / 80.0      7 / 80.9       5   (SU's plain arg-max)
 #   boundary_expanding   0 / 78.2      0 / 79.1      0 / 78.7       5
-#   laf                  3 / 82.2      2 / 80.9      4 / 81.3      20
-#   laf_r                0 / 82.7      0 / 81.1      0 / 82.0      22
-# Bad Teacher forgets least (43 points); the largest Test_r loss is l1_sparse's at seed 0 (4.9 points).
+#   laf                  5 / 78.9      1 / 78.7      5 / 80.0      20   (fc1's output, sampling, eval mode)
+#   laf_r                0 / 76.9      0 / 78.7      0 / 79.1      22
+# Bad Teacher forgets least (43 points); the largest Test_r loss at seed 0 is l1_sparse's (4.9 points).
+# SCRUB's rewind (DU's selection) can return an early epoch whose retain accuracy has not recovered yet.
 # Label-agnostic, the methods that learn D_r's labels (ft, cf_k, eu_k, scrub, l1_sparse) forget far less
 # here: f_D's arg-max calls some retained images class 0 (its Train_r is 84%), and they learn it back.
 TRAIN_F_DROP = 30.0   # Train_f falls at least this far below f_D's
