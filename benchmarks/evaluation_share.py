@@ -35,7 +35,7 @@ from mixsweep.evidence import cpu_model, versions
 from code_version import code_measured
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import Prepared, epochs, prepare
-from mixunlearn.unlearn import MixUnlearn
+from mixunlearn.methods import MixUnlearn
 from search_spaces import load_space, preset_path
 
 try:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixunlearn.config import UnlearnConfig
+from mixunlearn.fields import CommonFields
 from mixunlearn.data import ImageData, augment as augment_images, default_cache_dir
 from mixunlearn.models import build_model
 from mixunlearn.reference_store import ReferenceStore
@@ -119,7 +119,7 @@ def train_classifier(
 
 
 def reference_models(
-    cfg: UnlearnConfig,
+    cfg: CommonFields,
     data: ImageData,
     split: ForgetSplit,
     *,

@@ -7,7 +7,7 @@ import torch
 
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import epochs, prepare
-from mixunlearn.unlearn import MixUnlearn
+from mixunlearn.methods import MixUnlearn
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
