@@ -33,11 +33,16 @@ from torch import nn
 
 from mixunlearn.fields import ConfigError
 from mixunlearn.losses import generator_loss, make_targets, mask_lambda_loss, mix_loss, real_loss
-from mixunlearn.mixblock import MixBlock, mix, plain_mixup_mask
+from mixunlearn.mixblock import ACTS, FORMS, UPSAMPLES, MixBlock, mix, plain_mixup_mask
 
 from .common import Method
 
 SAMPLE_PAIRS = 8   # pairs of each kind of mix mix_samples() keeps: one picture's worth
+# AdAutoMix trains its mask generator (AdaptiveMask) with SGD, lr 0.1, momentum 0.9 (OpenMixup
+# configs/classification/*/adautomix: `optimizer = dict(type='SGD', lr=0.1, momentum=0.9, ...)`; its weight
+# decay 1e-4 and cosine schedule are the whole model's and are not applied to G here).
+SGD_LR_GENERATOR = 0.1
+SGD_MOMENTUM_GENERATOR = 0.9
 
 
 @dataclass
@@ -45,10 +50,11 @@ class MixUnlearnHyper:
     """METHOD.md "Hyperparameters" and the [choice] fields it leaves open; defaults are METHOD.md's."""
     choices: ClassVar[dict[str, tuple[str, ...]]] = {
         "gen_target": ("current", "ema", "frozen"), "reduction": ("sum", "mean"), "lambda_draw": ("batch", "pair"),
-        "mixblock_form": ("two_way", "one_way"), "mixblock_act": ("relu", "none")}
+        "mixblock_form": FORMS, "mixblock_act": ACTS, "mixblock_upsample": UPSAMPLES, "gen_optimizer": ("adam", "sgd")}
     # Which reading of the generator runs (METHOD.md "What the released code shows"): ablation plans compare
     # these, a sweep keeps one (search_spaces refuses to search them).
-    fixed: ClassVar[tuple[str, ...]] = ("lambda_draw", "mixblock_form", "mixblock_act", "mask_lambda_weight")
+    fixed: ClassVar[tuple[str, ...]] = ("lambda_draw", "mixblock_form", "mixblock_act", "mixblock_upsample",
+                                        "lambda_concat", "gen_optimizer", "mask_lambda_weight")
 
     sharpen_T: float = 0.3             # Sharpen temperature T
     alpha: float = 0.75                # lambda ~ Beta(alpha, alpha)
@@ -61,7 +67,7 @@ class MixUnlearnHyper:
     gen_target: str = "current"        # network G attacks: f_U (paper), its EMA (released code), or f_D
     ema_momentum: float = 0.999        # for gen_target = "ema"
     lr_unlearner: float = 5e-5         # Adam; METHOD.md: 1e-5 for ResNet, 5e-5 for the CNN
-    lr_generator: float = 1e-3         # Adam
+    lr_generator: float = 1e-3         # G's learning rate; with gen_optimizer sgd and none given, SGD_LR_GENERATOR
     epochs: int = 20                   # unlearning epochs (LAF: 20 for the CNN, 40 for ResNet)
     batch_size: int = 32               # N: (forget, retain) pairs per step
     reduction: str = "sum"             # how C reduces over the batch: "sum" (released) or "mean"
@@ -72,6 +78,13 @@ class MixUnlearnHyper:
     mixblock_form: str = "two_way"     # "two_way": AdaptiveMask, the release's G (cross-attention both ways, softmax
                                        # over 2 channels); "one_way": AutoMix's PixelMixBlock, sigmoid mask, 33,282 params
     mixblock_act: str = "relu"         # after q and k: "relu" (AdaptiveMask, the spec) or "none" (PixelMixBlock's default)
+    mixblock_upsample: str = "nearest" # G's mask to the image size: "nearest" (AdaptiveMask's default) or
+                                       # "bilinear" (AdAutoMix's ResNet configs)
+    lambda_concat: bool = True         # lambda (forget side) and 1 - lambda (retain side) as an extra channel of
+                                       # G's input (AdaptiveMask's lam_concat); false: G never sees lambda
+                                       # (AdAutoMix's CIFAR configs), it still weights the losses
+    gen_optimizer: str = "adam"        # G's optimiser: "adam", or "sgd" with momentum 0.9 (AdAutoMix's for its
+                                       # mask generator, lr 0.1 there); the release does not say
     mask_lambda_weight: float = 0.0    # AutoMix's L1 pull of G's mask mean towards lambda, added to L_gen;
                                        # 0 = none, as in the MixUnlearn release
 
@@ -135,9 +148,12 @@ class MixUnlearn(Method):
         self.generator: MixBlock | None = None
         self.opt_generator: torch.optim.Optimizer | None = None
         if self.needs_generator:
-            self.generator = MixBlock(original.feature_channels, form=h.mixblock_form,
-                                      act=h.mixblock_act).to(self.device)
-            self.opt_generator = torch.optim.Adam(self.generator.parameters(), lr=h.lr_generator)
+            self.generator = MixBlock(original.feature_channels, form=h.mixblock_form, act=h.mixblock_act,
+                                      upsample=h.mixblock_upsample, lambda_concat=h.lambda_concat).to(self.device)
+            self.opt_generator = (torch.optim.Adam(self.generator.parameters(), lr=h.lr_generator)
+                                  if h.gen_optimizer == "adam" else
+                                  torch.optim.SGD(self.generator.parameters(), lr=h.lr_generator,
+                                                  momentum=SGD_MOMENTUM_GENERATOR))
         self.ema: nn.Module | None = None
         if self.needs_generator and h.gen_target == "ema":
             self.ema = copy.deepcopy(self.unlearner).eval().requires_grad_(False)
@@ -145,6 +161,13 @@ class MixUnlearn(Method):
         self._records: dict[str, list[torch.Tensor]] = {}   # this epoch's masks and losses, on the device
         self._diagnostics: dict[str, float] = {}            # the last trained epoch's, from the records
         self._samples: dict[str, dict[str, torch.Tensor]] = {}
+
+    @classmethod
+    def complete_hyper(cls, hyper: MixUnlearnHyper, given: set[str]) -> MixUnlearnHyper:
+        """gen_optimizer sgd without a lr_generator of its own takes AdAutoMix's rate, 0.1."""
+        if hyper.gen_optimizer == "sgd" and "lr_generator" not in given:
+            hyper.lr_generator = SGD_LR_GENERATOR
+        return hyper
 
     def visible_labels(self) -> torch.Tensor | None:
         """The contract's labels where MixUnlearn's targets read them (aware: one-hot y; semi: y where

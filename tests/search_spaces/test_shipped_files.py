@@ -92,6 +92,10 @@ def test_the_component_plan_lists_the_papers_table_3():
 def test_the_mixblock_plan_varies_the_generators_form_one_choice_at_a_time():
     plan = load_plan(plan_path("mixblock_forms"))
     assert {"full", "lambda_pair", "one_way", "mask_lambda", "gen_interval_2", "no_mixblock"} <= set(plan.variants)
+    # The release's remaining generator choices (issue 19), each one row.
+    changed = {name: {k for k in config if config[k] != plan.base[k]} for name, config in plan.configs.items()}
+    assert changed["gen_sgd"] == {"gen_optimizer", "lr_generator"} and plan.configs["gen_sgd"]["lr_generator"] == 0.1
+    assert changed["bilinear"] == {"mixblock_upsample"} and changed["no_lambda_concat"] == {"lambda_concat"}
     assert plan.base["lambda_draw"] == "batch" and plan.base["mixblock_form"] == "two_way"
     assert {"mask_forget_share", "mask_spatial_std"} <= set(plan.metrics) and plan.seeds == [0, 1, 2]
 
