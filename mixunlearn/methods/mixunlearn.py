@@ -181,6 +181,12 @@ class MixUnlearn(Method):
         """The model to evaluate: the unlearner f_U."""
         return self.unlearner
 
+    @property
+    def generator_steps(self) -> int:
+        """G's optimiser steps so far: gen_steps at every gen_interval-th of f_U's steps (the first included)."""
+        h = self.hyper
+        return -(-self.steps // h.gen_interval) * h.gen_steps if self.needs_generator else 0
+
     # ---- one epoch ------------------------------------------------------------------------------
     def run_epoch(self) -> None:
         h = self.hyper

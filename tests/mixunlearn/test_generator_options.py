@@ -74,6 +74,6 @@ def test_sgd_moves_the_mask_within_32_generator_steps_and_adam_does_not(tiny):
         assert distance_from_even(loop) < 0.005   # at initialisation: 0.0011
         while loop.epoch < TINY.epochs:
             loop.train_epoch()
-        assert loop.steps * TINY.gen_steps == 32   # G's steps: at every one of f_U's, 4 each time
+        assert loop.generator_steps == 32   # 4 at each of f_U's 8 steps
         moved[optimizer] = distance_from_even(loop)
     assert moved["sgd"] >= 0.1 and moved["adam"] < 0.02, moved

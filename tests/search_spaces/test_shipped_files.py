@@ -100,6 +100,14 @@ def test_the_mixblock_plan_varies_the_generators_form_one_choice_at_a_time():
     assert {"mask_forget_share", "mask_spatial_std"} <= set(plan.metrics) and plan.seeds == [0, 1, 2]
 
 
+@pytest.mark.parametrize("name", ["mixunlearn_components", "mixblock_forms"])
+def test_the_full_tracks_plans_are_the_quick_plans_on_the_full_base(name):
+    quick, full = load_plan(plan_path(name)), load_plan(plan_path(f"{name}_full"))
+    assert full.base == load_space(preset_path("full")).base and full.base["train_subset"] == 0
+    assert set(full.variants) == set(quick.variants) and full.variants == {k: quick.variants[k] for k in full.variants}
+    assert len(full.seeds) >= 3 and {"mask_forget_share", "mask_spatial_std", "mask_lambda_corr"} <= set(full.metrics)
+
+
 def test_the_alpha_plan_varies_only_alpha():
     plan = load_plan(plan_path("alpha_oat"))
     alphas = [config["alpha"] for config in plan.configs.values()]
