@@ -406,16 +406,13 @@ def test_update_matches_its_source(name, track):
     run_parity(track, name)
 
 
-# SalUn's mask size: SU keeps int(n * ratio) weights (generate_mask.py: threshold_index = int(len * i));
-# salun.py `saliency_mask` keeps round(ratio * n). They differ by one weight where n * ratio has a fraction
-# >= .5: on cnn_small's 449,098 weights at ratio 0.1 (44,909.8), with no tie at SU's threshold. One track
-# shows it (the rule does not depend on the network; resnet18_cifar's 11M-weight sorts cost seconds).
+# SalUn's mask size: SU keeps int(n * ratio) weights (generate_mask.py: threshold_index = int(len * i)), which
+# differs from round(ratio * n) by one weight where n * ratio has a fraction >= .5: on cnn_small's 449,098
+# weights at ratio 0.1 (44,909.8), with no tie at SU's threshold. One track shows it (the rule does not
+# depend on the network; resnet18_cifar's 11M-weight sorts cost seconds).
 MASK_SIZE_RATIO = 0.1
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="salun.py saliency_mask keeps round(ratio * n) weights; SU generate_mask.py "
-                   "save_gradient_ratio keeps int(len(all_elements) * ratio), so one more weight trains")
 @pytest.mark.parametrize("track", ["cnn_small"], indirect=True)
 def test_salun_mask_keeps_sus_truncated_count(track):
     n = sum(p.numel() for p in track.original.parameters())
