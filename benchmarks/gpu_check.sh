@@ -9,11 +9,12 @@
 # Then, in a session whose task is lent a GPU, the device tool's call (from this checkout's root):
 #     run(command="bash benchmarks/gpu_check.sh", carry=[".gpu-wheels", ".gpu-data"], timeout_s=540)
 # It writes 8 files under $OUT (part1-setup.json .. part6-forgetting.json, summary.md, gpu_check.log) and
-# stops by itself within 480 s whatever happens (the runner's budget is 455 s; the timeout below backs it).
-# Keep them in benchmarks/results/gpu_check-<card>/ and put the figures, card and versions in the README.
-# With device time left, a rerun of some parts (their caps as usual, a smaller budget):
-#     run(command="bash benchmarks/gpu_check.sh --parts setup,anchor,packing --budget 200",
-#         carry=[".gpu-wheels", ".gpu-data"], timeout_s=260)
+# stops by itself within 475 s whatever happens (the runner's budget is 450 s; the timeout below backs it).
+# With the machine's start that is about 10 of the session's 15 device minutes. Keep the files in
+# benchmarks/results/gpu_check-<card>/ and put the figures, card and versions in the README.
+# A rerun of some parts, at once while the machine is warm (it reuses /tmp/gpu_check-work), else give_back:
+#     run(command="bash benchmarks/gpu_check.sh --parts setup,anchor,packing --budget 180",
+#         carry=[".gpu-wheels", ".gpu-data"], timeout_s=240)
 # Every option: python3 benchmarks/gpu_check.py --help.
 set -uo pipefail
 
@@ -21,26 +22,28 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 cd "$root"
 
-# The interpreter: $PYTHON; else the first python3 / python on PATH that imports torch (the GPU image's
-# python3 does); else the first one found. The runner hands the same one to every part.
+# The interpreter: $PYTHON; else the first python3 / python on PATH that has torch (the GPU image's python3
+# does; looked up, not imported); else the first one found. The runner hands the same one to every part.
 pick_python() {
     if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
     local first="" candidate found
     for candidate in python3 python; do
         found=$(command -v "$candidate") || continue
         [ -n "$first" ] || first=$found
-        if "$found" -c "import torch" >/dev/null 2>&1; then echo "$found"; return; fi
+        if "$found" -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is None)" >/dev/null 2>&1; then
+            echo "$found"; return
+        fi
     done
     echo "${first:-python3}"
 }
 python=$(pick_python)
 
-# The outer guard: the runner's budget (455 s; 160 s rehearsing; or --budget) plus 15 s, then SIGKILL 10 s
-# later. The runner stops its parts itself well before; this ends a runner that could not.
-budget=455
+# The outer guard: the runner's budget (450 s; 160 s rehearsing; or --budget) plus 15 s, then SIGKILL 10 s
+# later: 475 s at most. The runner stops its parts itself well before; this ends a runner that could not.
+budget=450
 previous=""
 for arg in "$@"; do
-    [ "$arg" = "--rehearse" ] && [ "$budget" = 455 ] && budget=160
+    [ "$arg" = "--rehearse" ] && [ "$budget" = 450 ] && budget=160
     [ "$previous" = "--budget" ] && budget=${arg%.*}
     case $arg in --budget=*) budget=${arg#--budget=}; budget=${budget%.*} ;; esac
     previous=$arg

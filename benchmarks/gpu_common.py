@@ -49,7 +49,7 @@ class Settings:
 
 
 GPU = Settings(
-    mode="gpu", budget_s=455.0,
+    mode="gpu", budget_s=450.0,
     caps_s={"setup": 60, "methods": 120, "anchor": 50, "evaluation": 150, "packing": 110},
     forgetting_min_s=75, torch_threads=0,
     methods_train_subset=1000, methods_epochs=2, max_batch=0, plain_steps=60,

@@ -72,9 +72,11 @@ def methods(ctx) -> None:
         ctx.record.result("methods", rows)
         ctx.record.result("plain_images_per_s", {str(k): v for k, v in plain.items()})
         print(line(row), flush=True)
-    broken = [r["method"] for r in rows if r["status"] != "ok" or r.get("nan")]
+    # A NaN is a finding, recorded per method (GA on an untrained f_D may diverge by design); an error or a
+    # method that did not run fails the part.
+    broken = [r["method"] for r in rows if r["status"] != "ok"]
     if broken:
-        raise RuntimeError(f"{len(broken)} of {len(rows)} methods failed, went NaN or did not run: {', '.join(broken)}")
+        raise RuntimeError(f"{len(broken)} of {len(rows)} methods failed or did not run: {', '.join(broken)}")
 
 
 def one_method(name: str, s, data, split, original, device) -> dict:

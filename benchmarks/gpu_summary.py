@@ -74,8 +74,9 @@ def setup_line(r: dict) -> str:
 
 def methods_line(r: dict) -> str:
     rows = r["results"].get("methods", [])
-    ok = [x for x in rows if x.get("status") == "ok" and not x.get("nan")]
-    return f"{len(ok)} of {len(rows)} methods ran clean (no error, no NaN)"
+    ran = [x for x in rows if x.get("status") == "ok"]
+    nan = [x["method"] for x in ran if x.get("nan")]
+    return f"{len(ran)} of {len(rows)} methods ran; NaN / Inf in: {', '.join(nan) or 'none'}"
 
 
 def anchor_line(r: dict) -> str:

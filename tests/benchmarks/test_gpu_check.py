@@ -66,6 +66,7 @@ def rehearsal(tmp_path_factory):
     return done, records, out, time.monotonic() - started
 
 
+@pytest.mark.slow
 @needs_cifar10
 def test_the_rehearsal_runs_every_part_and_writes_its_json(rehearsal):
     done, records, out, wall = rehearsal
@@ -109,6 +110,7 @@ def test_the_rehearsal_runs_every_part_and_writes_its_json(rehearsal):
     print(f"rehearsal: {wall:.0f} s on this machine (load {os.getloadavg()[0]:.1f})")
 
 
+@pytest.mark.slow
 @needs_cifar10
 def test_the_rehearsal_summary_names_every_part_and_says_it_is_no_gpu_figure(rehearsal):
     _done, _records, out, _wall = rehearsal
@@ -117,6 +119,7 @@ def test_the_rehearsal_summary_names_every_part_and_says_it_is_no_gpu_figure(reh
     for part in PARTS:
         assert f"| {part.number} {part.name} | ok |" in summary
     assert "| scrub |" in summary and "MixUnlearn" in summary and "--gpus-per-trial" in summary
+    assert "16 of 16 methods ran" in summary
     assert "[gpu_check" in (out / "gpu_check.log").read_text()
 
 
