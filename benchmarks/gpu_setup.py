@@ -68,20 +68,11 @@ def attackers() -> dict:
     if done.returncode != 0:
         return {"importable": False, "error": (done.stderr.strip().splitlines() or ["?"])[-1],
                 "consequence": "parts 4 (evaluation) and 6 (forgetting) are skipped"}
-    version, location, attacker = done.stdout.split("\n")[:3]
-    return {"importable": True, "sklearn": version, "location": location, "asr_attacker": attacker}
+    version, location = done.stdout.split("\n")[:2]
+    return {"importable": True, "sklearn": version, "location": location}
 
 
-ATTACKERS_PROBE = """
-import sklearn, sklearn.svm
-print(sklearn.__version__)
-print(sklearn.__file__)
-try:
-    from mixunlearn.metrics import ATTACKER   # xgboost where it imports, else scikit-learn's substitute
-except Exception as exc:
-    ATTACKER = f"unknown ({type(exc).__name__})"
-print(ATTACKER)
-"""
+ATTACKERS_PROBE = "import sklearn, sklearn.svm; print(sklearn.__version__); print(sklearn.__file__)"
 
 
 def nvidia_smi() -> dict:

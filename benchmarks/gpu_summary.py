@@ -137,15 +137,16 @@ def anchor_table(res: dict) -> list[str]:
 
 
 def evaluation_table(res: dict) -> list[str]:
-    t, p = res.get("trial", {}), res.get("paper_trial_projection", {})
+    t, p, refs = res.get("trial", {}), res.get("paper_trial_projection", {}), res.get("references", {})
     if not t:
-        return []
+        return [f"- references: {refs}"] if refs else []
     parts = t.get("evaluation_parts_final_model", {})
     return [f"- trial: {t['train_images']} train / {t['test_images']} test images, {t['epochs']} epochs, {t['evaluation']}",
             f"- unlearning {t['unlearn_s_per_epoch']:.3f} s/epoch, evaluation {t['evaluation_s_per_epoch']:.3f} s/epoch "
             f"({100 * t['evaluation_share_per_epoch']:.1f}% per epoch, {100 * t['evaluation_share_per_trial']:.1f}% per trial)",
             f"- final model: forward passes {parts.get('forward_passes_s')} s, accuracies {parts.get('accuracies_s')} s, "
-            f"attackers {parts.get('attackers_s')} s; references trained and evaluated once in {t.get('first_prepare_s')} s",
+            f"attackers {parts.get('attackers_s')} s; f_D and Retrain ({refs.get('ref_epochs')} epoch) trained and "
+            f"evaluated once in {refs.get('seconds')} s, {refs.get('evaluation_s')} s an evaluation",
             f"- projected, paper trial (40 epochs, rungs {p.get('attack_epochs')}): {p.get('passes')} passes, "
             f"{100 * p.get('share', float('nan')):.1f}%"]
 

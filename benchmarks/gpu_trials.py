@@ -62,7 +62,10 @@ def evaluation(ctx) -> None:
     del prepared
     row = measure_config("paper", cfg.replace(epochs=epochs), s.evaluation_grace, budget, ctx.work / "cache",
                          device=device, background=True)
+    from mixunlearn.metrics import ATTACKER
+
     row["peak_memory_gib"] = peak_memory_gib(device)
+    row["asr_attacker"] = ATTACKER   # XGBoost where it imports, else scikit-learn's substitute
     row["grace_epochs"] = s.evaluation_grace
     row["curve_budget"] = budget
     ctx.record.result("trial", row)
@@ -145,8 +148,11 @@ def forgetting(ctx) -> None:
         ctx.record.result("rows", rows)
         print(f"{METHODS[method].title}: {epochs} epochs in {loop.seconds:.1f} s, avg_gap {final.get('avg_gap')}",
               flush=True)
+    from mixunlearn.metrics import ATTACKER
+
     title = (f"CIFAR-10 / class 0 / resnet18_cifar / agnostic on {device.type}; references {plan['ref_epochs']} of "
-             f"20 epochs, MixUnlearn {plan['mixunlearn_epochs']} of 40, SCRUB {plan['scrub_epochs']} of 5")
+             f"20 epochs, MixUnlearn {plan['mixunlearn_epochs']} of 40, SCRUB {plan['scrub_epochs']} of 5; "
+             f"ASR attacker: {ATTACKER}")
     ctx.record.result("table", format_table(rows, title=title))
     print(format_table(rows, title=title), flush=True)
 
