@@ -3,8 +3,8 @@
 # packing and real forgetting, measured in one command on a bare GPU machine, within 8 minutes.
 #
 # On the CPU machine, once per checkout (PyPI reachable):
-#     python benchmarks/gpu_carry.py prepare        # .gpu-wheels/ (27.1 MiB) + .gpu-data/ (18.7 MiB):
-#                                                   # 47.0 MiB of the 64 MiB that may travel
+#     python benchmarks/gpu_carry.py prepare        # .gpu-wheels/ (27.1 MiB) + .gpu-data/ (18.7 MiB) + the tree:
+#                                                   # 47.1 MiB of the 64 MiB that may travel
 #     bash benchmarks/gpu_check.sh --rehearse       # the same six parts on the CPU, tiny, in under 3 minutes
 # Then, in a session whose task is lent a GPU, the device tool's call (from this checkout's root):
 #     run(command="bash benchmarks/gpu_check.sh", carry=[".gpu-wheels", ".gpu-data"], timeout_s=540)

@@ -59,10 +59,12 @@ GPU = Settings(
     forgetting={}, forgetting_max={"ref_epochs": 20, "mixunlearn_epochs": 40, "scrub_epochs": 5},
 )
 
-_TINY = {"train_subset": 5, "test_subset": 5, "ref_batch_size": 16, "mia_samples": 50, "eval_batch_size": 64}
+_TINY = {"train_subset": 3, "test_subset": 4, "ref_batch_size": 16, "mia_samples": 50, "eval_batch_size": 64}
+# About 55 s of CPU in all (2 cores, torch 2.14): on an idle machine a minute or so. The caps leave a
+# shared machine room; the budget keeps the whole under 3 minutes.
 REHEARSAL = Settings(
     mode="rehearsal", budget_s=160.0,
-    caps_s={"setup": 40, "methods": 60, "anchor": 30, "evaluation": 45, "packing": 45},
+    caps_s={"setup": 40, "methods": 75, "anchor": 40, "evaluation": 70, "packing": 60},
     forgetting_min_s=15, torch_threads=1,
     methods_train_subset=2, methods_epochs=1, max_batch=8, plain_steps=1,
     anchor_batches=(4,), anchor_steps=(1,), anchor_repeats=1,
