@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args)
     settings = MODES["rehearsal" if args.rehearse else "gpu"]
+    caps = {**settings.caps_s, **dict(parse_cap(c) for c in args.cap)}   # a bad --cap before any folder is made
     out = Path(args.out or os.environ.get("OUT") or tempfile.mkdtemp(prefix="gpu_check-"))
     out.mkdir(parents=True, exist_ok=True)
     # On the GPU a fixed folder: a rerun on the same (still warm) machine finds the references and data.
@@ -110,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     names = set(args.parts.split(",")) if args.parts else set(BY_NAME)
     selected = [p for p in PARTS if p.name in names]   # always in the parts' order: later ones read earlier records
-    caps = {**settings.caps_s, **dict(parse_cap(c) for c in args.cap)}
     budget = args.budget if args.budget is not None else settings.budget_s
     started = time.monotonic()
     deadline = started + budget
