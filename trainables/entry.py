@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# In every Tune result of a trial: the epochs its config trains (UnlearnConfig.unlearn_epochs). A result
+# at an earlier epoch that ends the trial is an early stop (ASHA's), not its configuration's result.
+PLANNED_EPOCHS = "planned_epochs"
+
 
 @dataclass(frozen=True)
 class TrialSettings:
