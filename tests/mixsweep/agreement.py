@@ -63,7 +63,9 @@ def assert_records_agree(state, client, *, budget: int) -> dict[str, str]:
             assert "mixsweep.stopped_early" not in run.data.tags, trial_id
         if ending == "completed":
             assert epoch == int(frozen.user_attrs["mixsweep.planned_epochs"])
-            assert frozen.value == trial.last_result[metric] == run.data.metrics[metric]
+            assert frozen.values[0] == trial.last_result[metric] == run.data.metrics[metric]
+            if len(state.objectives) > 1:   # Optuna keeps no intermediate values for several objectives
+                assert frozen.user_attrs[f"mixsweep.epoch_{epoch}_values"] == frozen.values
         if frozen.state in (TrialState.COMPLETE, TrialState.PRUNED) and len(state.objectives) == 1:
             history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, metric)}
             for step, value in frozen.intermediate_values.items():   # each at its epoch, as MLflow logged it
