@@ -347,7 +347,7 @@ def run_seeds(state: BenchmarkState, method: str, sweep: sweep_state.SweepState,
         parent_run_id=sweep.parent_run_id, trials=len(missing), concurrency=min(state.budget["concurrency"], len(missing)),
         cpus_per_trial=sweep.cpus_per_trial, gpus_per_trial=sweep.gpus_per_trial,
         checkpoint_every=sweep.checkpoint_every, address=sweep.address, seed=0, objectives=[], scheduler="fifo",
-        cache_dir=sweep.cache_dir, references=sweep.references,
+        cache_dir=sweep.cache_dir, references=sweep.references, nested_under=state.parent_run_id,
         attack_epochs=[])   # the attackers at the last epoch only: the table reads no other
     exp.save()
     configs = [{**config, "seed": seed} for seed in missing]

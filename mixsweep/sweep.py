@@ -120,7 +120,7 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
             cache_dir=os.environ.get("MIXSWEEP_CACHE"),
             references=sweep_state.resolve_references(references, storage_path),
             attack_epochs=asha_rungs(space, epochs) if len(space.objectives) == 1 else None,
-            curve_budget=space.sweep.curve_budget)
+            curve_budget=space.sweep.curve_budget, nested_under=nested_under)
         state.parent_run_id = open_parent_run(state, space, nested_under=nested_under)
         with parent_closed_on_error(state):
             state.save()
@@ -264,7 +264,7 @@ def trial_settings(state: sweep_state.SweepState) -> TrialSettings:
         checkpoint_every=state.checkpoint_every, cpus=state.cpus_per_trial, gpus=state.gpus_per_trial,
         cache_dir=state.cache_dir, references=state.references,
         attack_epochs=tuple(state.attack_epochs) if state.attack_epochs is not None else None,
-        curve_budget=state.curve_budget)
+        curve_budget=state.curve_budget, dataset_run_ids=(state.nested_under,) if state.nested_under else ())
 
 
 def tune_environment() -> None:

@@ -101,8 +101,9 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     torch.set_num_threads(max(1, int(settings.cpus)))
     prepared = prepare_cached(cfg, device, settings.cache_dir, settings.references)
     mlflow_client.log_batch(run_id, tags=references.provenance_tags(prepared.references))
-    # The UI's Dataset column: D and D_f, on the trial's run and its sweep's.
-    datasets.log_dataset_inputs(mlflow_client, run_id, prepared, parent_run_id=settings.parent_run_id)
+    # The UI's Dataset column: D and D_f, on the trial's run, its sweep's and a benchmark's above that.
+    datasets.log_dataset_inputs(mlflow_client, run_id, prepared,
+                                also_on=(settings.parent_run_id, *settings.dataset_run_ids))
     loop = build_method(cfg, prepared.data, prepared.split, original=prepared.references.original, device=device)
     resumed_from = tune.get_checkpoint()
     if resumed_from is not None:
