@@ -226,27 +226,34 @@ class Fixer:
         if run is None:
             return ""   # asked, never started: the searcher hands it out again (RUNNING) or it ended unseen
         config = self.config()
-        if records.ended(run) or frozen.state == TrialState.PRUNED:
-            if records.ended(run):
-                result = {**records.recorded_result(self.client, run), **self.run_times()}
-            else:   # ASHA's stop reached the study, the driver died before closing the run
-                result = {**self.result_at(int(frozen.user_attrs.get(EPOCH_ATTR, frozen.last_step or 0))),
-                          **self.run_times()}
-                self.close_run(result, failed=False)
-            end = (DIVERGED if run.data.tags.get(records.DIVERGED_TAG) == "true"
-                   else ending(result, config, self.metrics))
+        interrupted = run.info.status in ("RUNNING", "SCHEDULED", "KILLED") and not records.ended(run)
+        if interrupted and frozen.state != TrialState.PRUNED:
+            # The kill interrupted it: closed for good in all three records.
+            result = {**self.result_at(int(run.data.metrics.get("epoch", 0))), **self.run_times()}
+            records.set_tag(self.client, run.info.run_id, records.LOST_TAG, "true")
+            if records.is_running(run.info.status):
+                records.close_run(self.client, run.info.run_id, "KILLED")
             if frozen.state == TrialState.RUNNING:
-                self.tell(end, result)
-            self.snapshot.add(self.trial_id, config, "ERROR" if end == FAILED else "TERMINATED", result)
-            return f"{end.replace('_', ' ')} after Tune's last snapshot: added to it"
-        # The kill interrupted it: closed for good in all three records.
-        result = {**self.result_at(int(run.data.metrics.get("epoch", 0))), **self.run_times()}
-        records.set_tag(self.client, run.info.run_id, records.LOST_TAG, "true")
-        records.close_run(self.client, run.info.run_id, "KILLED")
+                self.tell(LOST, result)
+            self.snapshot.add(self.trial_id, config, "ERROR", result)
+            return ("running when the driver was killed, after Tune's last snapshot: closed (Optuna FAIL, "
+                    "MLflow KILLED lost)")
+        if interrupted:   # ASHA's stop reached the study, the driver died before closing the run
+            result = {**self.result_at(int(frozen.user_attrs.get(EPOCH_ATTR, frozen.last_step or 0))),
+                      **self.run_times()}
+            self.close_run(result, failed=False)
+        else:
+            result = {**records.recorded_result(self.client, run), **self.run_times()}
+        if run.data.tags.get(records.DIVERGED_TAG) == "true":
+            end = DIVERGED
+        elif run.info.status == "FAILED":
+            end = FAILED
+        else:
+            end = ending(result, config, self.metrics)
         if frozen.state == TrialState.RUNNING:
-            self.tell(LOST, result)
-        self.snapshot.add(self.trial_id, config, "ERROR", result)
-        return "running when the driver was killed, after Tune's last snapshot: closed (Optuna FAIL, MLflow KILLED lost)"
+            self.tell(end, result)
+        self.snapshot.add(self.trial_id, config, "ERROR" if end == FAILED else "TERMINATED", result)
+        return f"{end.replace('_', ' ')} after Tune's last snapshot: added to it"
 
     # ---- helpers ----
 

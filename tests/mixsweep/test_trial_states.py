@@ -66,3 +66,46 @@ def test_the_study_tells_tpe_which_trials_are_results(swept):
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert complete and all(float(t.params["lr"]) == 3.0e-4 for t in complete)
     assert study.best_trial.state == TrialState.COMPLETE and study.best_trial.user_attrs["mixsweep.epoch"] == 2
+
+
+def test_a_resume_after_a_stale_snapshot_ends_with_the_three_records_agreeing(swept, mlflow_server, capsys):
+    """Tune's snapshot made as stale as a SIGKILL leaves it (mixsweep/reconcile.py), on this module's sweep
+    (last: it changes it): a completed trial it never had, a stopped one it holds RUNNING, and a trial
+    Optuna and MLflow hold running that it never had (the kill interrupted it). `mixsweep resume` then
+    finishes with one record of each, no trial trained again and none added past the budget's count."""
+    from ray import tune
+
+    from mixsweep.reconcile import Snapshot
+    from trainables import records
+
+    state, client, _ = swept
+    study = optuna.load_study(study_name=NAME, storage=state.optuna_url)
+    endings = {t.user_attrs["mixsweep.trial_id"]: t.user_attrs["mixsweep.ending"] for t in study.trials}
+    completed = next(i for i, e in endings.items() if e == "completed")
+    stopped = next(i for i, e in endings.items() if e == "stopped_early")
+    snapshot = Snapshot.read(state.experiment_path)
+    del snapshot.trials[completed]
+    snapshot.trials[stopped][0]["status"] = "RUNNING"
+    snapshot.write(set())
+    lost = study.ask()
+    lost.suggest_categorical("lr", [1.0e6, 3.0e-4, 1.0e-7])
+    lost.set_user_attr("mixsweep.trial_id", "lost0001")
+    run_id = records.open_child_run(client, experiment_id=state.experiment_id, parent_run_id=state.parent_run_id,
+                                    trial_id="lost0001", run_name="lost", params={**GA_BASE, "lr": 3.0e-4})
+    records.log_metrics(client, run_id, {"epoch": 1, "avg_gap": 9.0}, step=1)
+    ended_before = {r.info.run_id: r.info.end_time for r in sweep_trial_runs(client, state).values()
+                    if r.info.status != "RUNNING"}
+
+    assert main(["resume", NAME, "--storage", state.storage]) == 0
+    printed = capsys.readouterr().out
+    assert f"trial {completed}: completed after Tune's last snapshot: added to it" in printed
+    assert f"trial {stopped}: stopped early at epoch 1 after Tune's last snapshot: ended there too" in printed
+    assert "trial lost0001: running when the driver was killed" in printed
+    final = assert_records_agree(state, client, budget=TRIALS + 1)
+    assert final == {**endings, "lost0001": "lost"}                  # no trial drawn past the count
+    runs = sweep_trial_runs(client, state)
+    assert {i: runs[i].info.end_time for i in runs if runs[i].info.run_id in ended_before} == \
+        {i: ended_before[runs[i].info.run_id] for i in runs if runs[i].info.run_id in ended_before}
+    trials = {t.trial_id: t for t in tune.ExperimentAnalysis(state.experiment_path).trials}
+    assert trials[completed].last_result["avg_gap"] == runs[completed].data.metrics["avg_gap"]
+    assert int(trials[stopped].last_result["epoch"]) == 1
