@@ -233,6 +233,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="quick", help="a shipped space (default quick) or a space file")
     parser.add_argument("--label", default="full")
+    parser.add_argument("--table-label", help="reuse the table trained under another label (default: --label)")
     parser.add_argument("--judge", choices=("surrogate", "real"), default="surrogate")
     parser.add_argument("--table-size", type=int, default=64, help="surrogate: configurations trained")
     parser.add_argument("--seeds", type=int, default=5)
@@ -253,7 +254,8 @@ def main() -> None:
     epochs, grace = int(space.base["epochs"]), space.sweep.grace_epochs
     RESULTS.mkdir(exist_ok=True)
     load_before = os.getloadavg()
-    table = Table(RESULTS / f"search_efficiency-table-{args.label}.json", space, overrides, args.threads)
+    table = Table(RESULTS / f"search_efficiency-table-{args.table_label or args.label}.json", space, overrides,
+                  args.threads)
     if args.judge == "surrogate":
         wanted = design(space, args.table_size)
         print(f"table: {len(wanted)} configurations of {space_path.name} {overrides or '(as shipped)'}, "
