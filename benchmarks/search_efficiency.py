@@ -30,9 +30,9 @@ them (ray/tune/execution/tune_controller.py, _process_trial_result and stop_tria
   stopped at a rung reaches the searcher only through on_trial_complete, as in Tune. Without ASHA (FIFO)
   every trial runs its epochs, and TPE before and after coincide (a check of the harness).
 Samplers seeded 0..4. The sweep's first point, METHOD.md's defaults (points_to_evaluate), is left out
-unless `--seed-defaults`: on the quick space it is within the best tenth of the table, so every searcher
-would share a near-best trial 1 and the comparison would be of one fixed point (the committed first run
-showed it: see the results file's notes).
+unless `--seed-defaults`: on the quick space it ranks 10th of the 64 trained configurations, so every
+searcher would share a near-best trial 1 and the comparison would be of one fixed point
+(search_efficiency-cpu-small-defaults.json shows it).
 
 Measured, per searcher and seed: after k trials, the best final objective (avg_gap at the last epoch)
 among the trials that ran all their epochs (what a user would take from the sweep; a stopped trial has
