@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # code_version, when 
 
 from code_version import code_measured   # noqa: E402
 from mixsweep.evidence import cpu_model, versions   # noqa: E402
-from search_spaces import CategoricalParam, FloatParam, IntParam, load_space, preset_path   # noqa: E402
+from search_spaces import CategoricalParam, IntParam, load_space, preset_path   # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K_NEAREST = 3            # surrogate: neighbours averaged (inverse-distance weighted)

@@ -16,7 +16,6 @@ weight of L_real, Eq. 7) first. An ablation shows its variant and seed instead.
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 

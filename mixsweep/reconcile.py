@@ -51,7 +51,7 @@ from trainables import records
 
 from . import state as sweep_state
 from .callback import close_child
-from .endings import DIVERGED, FAILED, LOST, STOPPED_EARLY, ending, finite
+from .endings import DIVERGED, FAILED, LOST, ending, finite
 from .optuna_search import ENDING_ATTR, EPOCH_ATTR, TRIAL_ID_ATTR, tell
 
 EXPERIMENT_STATE = "experiment_state-"     # Tune's snapshot file: experiment_state-<session>.json
