@@ -10,7 +10,8 @@ trained f_D) and on resnet18_cifar (BatchNorm, statistics set), float32 on the C
 - Adam methods (Bad Teacher, LAF, LAF+R; see "the Adam methods" below for why): the step's loss and gradient
   equal the source's within 1e-6 (of the largest entry), and the weights torch's Adam step from that gradient.
 Each check also requires the step to move the weights by more than 1e-4, so a vacuous step cannot pass.
-Where ours departs from the source, the test asserts the source and is a strict xfail naming both lines.
+Where ours departed from the source (NegGrad+'s forget order, Bad Teacher's loss scale), the test asserts
+the source's rule.
 
 Making a step comparable: batch sizes are at least the set's size where the source's loader order is random
 (a batch is the whole set), and the order is replayed from our documented stream anyway (common.py: one
@@ -158,10 +159,6 @@ def neggrad_plus_cycled_source(prepared, cfg, h) -> nn.Module:
     return model
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "NegGrad+'s forget order: DU munl/unlearning/neggradplus.py run_neggrad_epoch (and SC's) zips D_r's "
-    "batches with itertools.cycle(forget_loader), which replays the first pass's D_f batches; "
-    "mixunlearn/methods/neggrad_plus.py run_epoch draws a fresh D_f order at every pass"))
 def test_neggrad_plus_replays_the_first_pass_of_the_forget_batches(real):
     cls = METHODS["neggrad_plus"]
     # 900 retain images in 18 batches against 100 forget images in 2: D_f's batches come round 9 times
@@ -464,25 +461,12 @@ def run_bad_teacher(prepared, cfg):
 
 
 def check_bad_teacher(prepared, cfg) -> None:
-    """The source's rule but for its loss's scale: ours is F.kl_div "batchmean", the source's "mean" divides
-    by the classes too (C = 10); Adam absorbs that factor up to its eps. The scale itself is pinned, as the
-    source's, by the strict xfail test below; everything else here."""
+    """The source's rule, its loss's scale included: F.kl_div's default "mean" divides by the batch and the
+    classes (a "batchmean" would make the loss and gradient C = 10 times the source's)."""
     h, loop, (student, loss, grads) = run_bad_teacher(prepared, cfg)
-    classes = prepared.data.num_classes
-    assert loop.last_loss == pytest.approx(classes * loss, rel=ATOL)
-    assert_same_gradients(gradients(loop.model), grads, scale=classes)
-    assert_adam_step(loop.model, student, gradients(loop.model), h.lr)   # BatchNorm: train-mode statistics
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "Bad Teacher's loss scale: DU munl/unlearning/bad_teacher.py UnlearnerLoss returns "
-    "F.kl_div(student_out, overall_teacher_out) (reduction 'mean': divided by batch x classes); "
-    "mixunlearn/methods/bad_teacher.py run_epoch uses reduction='batchmean' (divided by the batch): "
-    "loss and gradient num_classes times the source's; Adam absorbs the factor up to its eps"))
-def test_bad_teacher_loss_has_the_sources_scale(real):
-    _, loop, (_, loss, grads) = run_bad_teacher(real, AWARE)
     assert loop.last_loss == pytest.approx(loss, rel=ATOL)
     assert_same_gradients(gradients(loop.model), grads)
+    assert_adam_step(loop.model, student, gradients(loop.model), h.lr)   # BatchNorm: train-mode statistics
 
 
 # ---- LAF and LAF+R -------------------------------------------------------------------------------
