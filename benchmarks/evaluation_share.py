@@ -31,21 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mixsweep.evidence import cpu_model, versions
-from code_version import code_measured
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import Prepared, epochs, prepare
 from mixunlearn.methods import MixUnlearn
-from search_spaces import load_space, preset_path
 
 try:
     from mixunlearn.run import evaluated_epochs
 except ImportError:   # the code before issue 10: everything after every epoch
     evaluated_epochs = None
-try:
-    from search_spaces import SweepDefaults
-except ImportError:   # the code before issue 10 exports no sweep defaults (and has no curve budget)
-    SweepDefaults = None
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ASHA_REDUCTION = 2   # mixsweep.sweep.ASHA_REDUCTION (not imported: that module pulls in Ray)
@@ -58,7 +51,13 @@ CIFAR = {"dataset": "cifar10", "train_subset": 20, "test_subset": 10, "task": "c
 
 def config(name: str) -> tuple[UnlearnConfig, int, float | None]:
     """The config, its ASHA grace period and its curve budget (None where the code has none): the quick
-    preset as shipped, or the CIFAR track above with the default sweep settings but a grace of 2."""
+    preset as shipped, or the CIFAR track above with the default sweep settings but a grace of 2.
+    search_spaces (and Optuna with it) is imported here only: the GPU check measures without them."""
+    from search_spaces import load_space, preset_path
+    try:
+        from search_spaces import SweepDefaults
+    except ImportError:   # the code before issue 10 exports no sweep defaults (and has no curve budget)
+        SweepDefaults = None
     if name == "quick":
         space = load_space(preset_path("quick"))
         return UnlearnConfig.from_dict(space.base), space.sweep.grace_epochs, getattr(space.sweep, "curve_budget", None)
@@ -94,22 +93,36 @@ def rungs(grace: int, max_t: int) -> list[int]:
 
 def measure(name: str, cache: Path | None) -> dict:
     cfg, grace, curve_budget = config(name)
-    prepare(cfg, device="cpu", cache_dir=cache)                    # untimed: data decoded, references cached
+    return measure_config(name, cfg, grace, curve_budget, cache)
+
+
+def measure_config(name: str, cfg: UnlearnConfig, grace: int, curve_budget: float | None, cache: Path | None, *,
+                   device: str | torch.device = "cpu", background: bool | None = None) -> dict:
+    """One trial of `cfg` on `device`, as measure() describes. background: evaluated_epochs' own (None =
+    on a GPU only); the GPU check's CPU rehearsal passes True to run the attackers' thread there too."""
+    start = time.perf_counter()
+    prepare(cfg, device=device, cache_dir=cache)                   # untimed: data decoded, references cached
+    first_prepare_s = time.perf_counter() - start
     start = time.perf_counter()
     prepared, prepare_eval_s, reference_evaluations = timed_reference_evaluations(
-        lambda: prepare(cfg, device="cpu", cache_dir=cache))
+        lambda: prepare(cfg, device=device, cache_dir=cache))
     prepare_s = time.perf_counter() - start
 
-    loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original, device="cpu")
+    loop = MixUnlearn(cfg, prepared.data, prepared.split, original=prepared.references.original, device=prepared.device)
     attack_at = rungs(grace, cfg.epochs)
+    accuracies_at: list[int] = []
     start = time.perf_counter()
     if evaluated_epochs is not None:
-        budgeted = "curve_budget" in inspect.signature(evaluated_epochs).parameters and curve_budget is not None
+        parameters = inspect.signature(evaluated_epochs).parameters
+        budgeted = "curve_budget" in parameters and curve_budget is not None
         options = {"curve_budget": curve_budget} if budgeted else {}
+        if background is not None and "background" in parameters:
+            options["background"] = background
+        in_background = background if background is not None else prepared.device.type == "cuda"
         history = [e.metrics for e in evaluated_epochs(prepared, loop, attack_epochs=attack_at, **options)]
         accuracies_at = [int(m["epoch"]) for m in history if "train_f" in m]
         way = (f"attackers at epochs {sorted({*attack_at, cfg.epochs})}"
-               f"{' (in the background)' if prepared.device.type == 'cuda' else ''}; accuracies at epochs "
+               f"{' (in the background)' if in_background else ''}; accuracies at epochs "
                f"{accuracies_at}{f' (curve budget {curve_budget:g})' if budgeted else ''}")
     else:
         history = list(epochs(prepared, loop))
@@ -129,7 +142,8 @@ def measure(name: str, cache: Path | None) -> dict:
         parts = {"forward_passes_s": round(t1 - t0, 3), "accuracies_s": round(t2 - t1, 4),
                  "attackers_s": round(t3 - t2, 3)}
     return {
-        "config": name, "model": cfg.model, "dataset": cfg.dataset, "train_images": len(prepared.data.train_labels),
+        "config": name, "device": str(prepared.device), "model": cfg.model, "dataset": cfg.dataset,
+        "train_images": len(prepared.data.train_labels),
         "test_images": len(prepared.data.test_labels), "forget_set": len(prepared.split.forget_idx),
         "epochs": cfg.epochs, "mia_samples": cfg.mia_samples, "evaluation": way,
         "unlearn_s_per_epoch": round(unlearn_s / cfg.epochs, 3),
@@ -138,6 +152,9 @@ def measure(name: str, cache: Path | None) -> dict:
         "trial_s": round(prepare_s + loop_s, 2),
         "evaluation_share_per_trial": round((loop_s - unlearn_s + prepare_eval_s) / (prepare_s + loop_s), 3),
         "prepare_s": round(prepare_s, 2), "prepare_evaluation_s": round(prepare_eval_s, 2),
+        "first_prepare_s": round(first_prepare_s, 2),   # references trained and evaluated: once per cluster
+        "attack_epochs": sorted({*attack_at, cfg.epochs}), "accuracies_at": accuracies_at,
+        "epoch_seconds": [round(m["epoch_seconds"], 3) for m in history],
         "reference_evaluations_in_prepare": reference_evaluations,
         "evaluation_parts_final_model": parts,
         "last_epoch": last,
@@ -151,6 +168,8 @@ def main() -> None:
     parser.add_argument("--label", default="after", help="names the result file: evaluation_share-<label>.json")
     parser.add_argument("--cache", type=Path, help="reference-model cache (default: $MIXSWEEP_CACHE or ~/.cache)")
     args = parser.parse_args()
+    from code_version import code_measured
+    from mixsweep.evidence import cpu_model, versions
     torch.set_num_threads(1)   # one trial = one CPU, as `mixsweep run --cpus-per-trial 1` runs it
     load_before = os.getloadavg()
     rows = [measure(name, args.cache) for name in args.configs]

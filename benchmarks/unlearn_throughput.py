@@ -47,8 +47,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def plain_training_images_per_s(model_name: str, data: ImageData, batch: int, steps: int, device) -> float:
-    """Cross-entropy Adam steps over device-resident batches: the same model, gather and normalisation."""
+def plain_training_images_per_s(model_name: str, data: ImageData, batch: int, steps: int, device, *,
+                                warmup: int | None = None) -> float:
+    """Cross-entropy Adam steps over device-resident batches: the same model, gather and normalisation.
+    `warmup` untimed steps first (default max(2, steps // 5))."""
     cuda = device.type == "cuda"
     fmt = torch.channels_last if cuda else torch.contiguous_format
     model = build_model(model_name, num_classes=10, in_channels=data.in_channels,
@@ -66,7 +68,7 @@ def plain_training_images_per_s(model_name: str, data: ImageData, batch: int, st
             loss.backward()
             opt.step()
 
-    run(max(2, steps // 5))
+    run(max(2, steps // 5) if warmup is None else warmup)
     sync(device)
     start = time.perf_counter()
     run(steps)
@@ -77,6 +79,15 @@ def plain_training_images_per_s(model_name: str, data: ImageData, batch: int, st
 def mixunlearn_steps_per_s(model_name: str, data: ImageData, batch: int, steps: int, gen_interval: int,
                            device) -> float:
     """Whole MixUnlearn epochs of exactly `steps` unlearner steps, the generator every K-th step."""
+    loop = mixunlearn_loop(model_name, data, batch, steps, gen_interval, device)
+    loop.train_epoch()                                     # warm-up: allocator, cuDNN autotuning
+    return steps / loop.train_epoch()
+
+
+def mixunlearn_loop(model_name: str, data: ImageData, batch: int, steps: int, gen_interval: int,
+                    device) -> MixUnlearn:
+    """A MixUnlearn loop whose epochs are exactly `steps` steps of `batch` pairs: D_f is the first
+    batch * steps images, f_D an untrained network."""
     n = len(data.train_labels)
     split = ForgetSplit(task="random", forget_idx=torch.arange(batch * steps),
                         retain_idx=torch.arange(batch * steps, n), train_labels=data.train_labels.cpu(),
@@ -85,9 +96,7 @@ def mixunlearn_steps_per_s(model_name: str, data: ImageData, batch: int, steps: 
     original = build_model(model_name, num_classes=10, in_channels=data.in_channels,
                            image_size=data.image_size).to(device).eval().requires_grad_(False)
     cfg = UnlearnConfig(model=model_name, batch_size=batch, gen_interval=gen_interval, epochs=100)
-    loop = MixUnlearn(cfg, data, split, original=original, device=device)
-    loop.train_epoch()                                     # warm-up: allocator, cuDNN autotuning
-    return steps / loop.train_epoch()
+    return MixUnlearn(cfg, data, split, original=original, device=device)
 
 
 def environment(device: torch.device) -> dict:

@@ -347,7 +347,7 @@ def run_seeds(state: BenchmarkState, method: str, sweep: sweep_state.SweepState,
         parent_run_id=sweep.parent_run_id, trials=len(missing), concurrency=min(state.budget["concurrency"], len(missing)),
         cpus_per_trial=sweep.cpus_per_trial, gpus_per_trial=sweep.gpus_per_trial,
         checkpoint_every=sweep.checkpoint_every, address=sweep.address, seed=0, objectives=[], scheduler="fifo",
-        cache_dir=sweep.cache_dir, references=sweep.references,
+        cache_dir=sweep.cache_dir, references=sweep.references, nested_under=state.parent_run_id,
         attack_epochs=[])   # the attackers at the last epoch only: the table reads no other
     exp.save()
     configs = [{**config, "seed": seed} for seed in missing]
@@ -526,7 +526,9 @@ def write_benchmark_report(state: BenchmarkState, out: str | Path | None = None)
 
 
 def sweep_objectives(state: BenchmarkState) -> dict[str, list[float]]:
-    """{title: the objective of each of its sweep's trials, in start order (NaN where none: diverged)}."""
+    """{title: the objective of each of its sweep's trials, in start order}: the completed trials' final
+    values; NaN for a trial ASHA stopped (an early epoch's value is not comparable: one fidelity,
+    mixsweep/fidelity.py), one that diverged, failed or was lost."""
     client = records.client(state.tracking_uri)
     metric = state.objective[0]
     values = {}
@@ -537,9 +539,14 @@ def sweep_objectives(state: BenchmarkState) -> dict[str, list[float]]:
             filter_string=f"tags.`{records.PARENT_TAG}` = '{sweep.parent_run_id}' AND "
                           f"tags.`{records.KIND_TAG}` = 'trial'", order_by=["attributes.start_time ASC"])
         values[state.titles[method]] = [
-            math.nan if r.data.tags.get(records.DIVERGED_TAG) == "true" else float(r.data.metrics.get(metric, math.nan))
+            float(r.data.metrics.get(metric, math.nan)) if completed_run(r) else math.nan
             for r in runs if r.data.tags.get(ROLE_TAG) != SEED_RUN]
     return values
+
+
+def completed_run(run: Any) -> bool:
+    """Whether a trial's run records a completed trial: FINISHED and not stopped early (mixsweep/endings.py)."""
+    return run.info.status == "FINISHED" and run.data.tags.get(records.STOPPED_TAG) != "true"
 
 
 def register_benchmark(state: BenchmarkState, *, name: str) -> list:

@@ -6,9 +6,9 @@
   f_D's gap dashed (what not unlearning at all scores; Retrain's is 0).
 - `cost_quality.png`: RTE (unlearning seconds, log scale) against Avg. Gap, one labelled point per
   method with ± std bars both ways; Retrain's training time dashed. Down and left is better.
-- `budget.png`: each method's best-so-far sweep objective against its trial number (trials in start
-  order; NaN = diverged or stopped before reporting a value, skipped). A curve still falling at the
-  last trial says the budget was too small for that method.
+- `budget.png`: each method's best-so-far sweep objective over its completed trials against its trial
+  number (trials in start order; one fidelity: a trial ASHA stopped, diverged or failed has no final
+  value and is skipped). A curve still falling at the last trial says the budget was too small.
 
 Matplotlib's object API through `figures.save` (no pyplot state), the evidence footer under each. Each
 PNG also names its methods in its "Description" text chunk.
@@ -101,7 +101,7 @@ def budget(path: Path, trials: dict[str, list[float]], *, objective: str, mode: 
         ax.scatter(numbers, values, s=10, color=line.get_color(), alpha=0.35)   # NaN points are not drawn
     ax.set_xlabel("trial number (start order)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"best {objective} so far ({mode})")
+    ax.set_ylabel(f"best {objective} of the completed trials so far ({mode})")
     ax.legend(fontsize=7, ncols=2)
-    fig.suptitle("Benchmark: did the trial budget suffice? (flat at the end = yes)")
+    fig.suptitle("Benchmark: did the trial budget suffice? (flat at the end = yes; completed trials only)")
     return save(fig, path, footer, metadata=described(list(trials)))

@@ -205,7 +205,7 @@ def dispatch(args: argparse.Namespace) -> int:
             for registered in register_export(args.sweep, exported, storage=args.storage, name=args.register,
                                               alias=args.alias):
                 print(f"registered: {registered.uri}  (version {registered.version}, run {registered.run_id}); "
-                      f"mlflow.pytorch.load_model({registered.uri!r}) loads it")
+                      f"{registered.load_hint()} loads it")
         return 0
     if args.command == "train":
         from .train import train

@@ -16,12 +16,13 @@ weight of L_real, Eq. 7) first. An ablation shows its variant and seed instead.
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 from ray import tune
 from ray.tune.experiment import Trial
+
+from .endings import STOPPED_EARLY, completed, ending
 
 MAX_COLUMNS = 8
 FIXED = ("trial", "status", "epoch")
@@ -69,7 +70,10 @@ class ProgressTable(tune.CLIReporter):
     def _progress_str(self, trials: list[Trial], done: bool, *sys_info: str, fmt: str = "psql",
                       delim: str = "\n") -> str:
         running_for = time.time() - self._start_time
-        lines = [f"== Status == {len(trials)} trials, running for {running_for:.0f} s", *status_lines(sys_info)]
+        stopped = sum(t.status == Trial.TERMINATED and ending(t.last_result, t.config, []) == STOPPED_EARLY
+                      for t in trials)
+        lines = [f"== Status == {len(trials)} trials, running for {running_for:.0f} s",
+                 *status_lines(sys_info, stopped_early=stopped)]
         best = self.best_line(trials)
         if best:
             lines.append(best)
@@ -103,27 +107,31 @@ class ProgressTable(tune.CLIReporter):
         return cells + [cell(trial.config.get(field)) for _, field in self.table_params]
 
     def best_line(self, trials: list[Trial]) -> str:
+        """The best of the trials that ran all their epochs: a running trial's epoch-1 value, or that of a
+        trial ASHA stopped, is not comparable with a finished one's (mixsweep/endings.py)."""
         if not self.objective:
             return ""
-        scored = [t for t in trials if isinstance((t.last_result or {}).get(self.objective), (int, float))
-                  and math.isfinite(t.last_result[self.objective])]
+        scored = [t for t in trials if t.status == Trial.TERMINATED
+                  and completed(t.last_result, t.config, [self.objective])]
         if not scored:
-            return ""
+            return "best so far: no trial has run all its epochs yet" if trials else ""
         pick = min if self.objective_mode == "min" else max
         best = pick(scored, key=lambda t: t.last_result[self.objective])
-        return (f"best so far: trial {best.trial_id}, {self.objective} {cell(best.last_result[self.objective])} "
-                f"at epoch {cell(best.last_result.get('epoch'))}")
+        return (f"best completed trial so far: {best.trial_id}, {self.objective} "
+                f"{cell(best.last_result[self.objective])} (of {len(scored)} completed)")
 
 
-def status_lines(sys_info: tuple[str, ...]) -> list[str]:
+def status_lines(sys_info: tuple[str, ...], *, stopped_early: int = 0) -> list[str]:
     """Tune's status lines, less ASHA's rung cut-offs ("Bracket: Iter 4.000: -11.4 | ...": the number of
-    trials it stopped is what a user can read) and the FIFO scheduler's name (an ablation stops none)."""
+    trials it stopped is what a user can read) and the FIFO scheduler's name (an ablation stops none).
+    ASHA's own count (num_stopped) includes every trial it ends at its last epoch; the line counts the
+    trials it stopped early (`stopped_early`)."""
     lines = []
     for line in (part for info in sys_info for part in info.splitlines()):
         if line.startswith("Bracket:") or line == "Using FIFO scheduling algorithm.":
             continue
         if line.startswith("Using AsyncHyperBand: num_stopped="):
-            line = f"early stopping (ASHA): {line.rsplit('=', 1)[1]} trials stopped"
+            line = f"early stopping (ASHA): {stopped_early} trials stopped early"
         lines.append(line)
     return lines
 

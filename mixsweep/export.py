@@ -8,10 +8,13 @@ Writes into <sweep>/export/ and logs the same files on the sweep's parent run (a
   trial on the Pareto front (several objectives). A header comment names the trial, its MLflow run and
   its objective values, and a `# mixsweep-threads: N` line records the torch threads the trial ran
   with (its CPUs): `mixsweep train` uses it, because CPU results are exact only at the same thread count.
-  A trial ASHA stopped after epoch e is exported with `epochs: e`: those are the weights and metrics
-  it was ranked by, and the loop draws each epoch's randomness per epoch, so e epochs replay exactly.
+  The winner is ranked among every trial at the epoch of its last result, ASHA's stops included (the
+  report's figures, which compare one fidelity, do not), so a trial ASHA stopped after epoch e can win:
+  it is exported with `epochs: e`: those are the weights and metrics it was ranked by, and the loop
+  draws each epoch's randomness per epoch, so e epochs replay exactly.
 - trials.parquet: one row per trial. Columns, in order: trial_id, status (the MLflow run's: FINISHED,
-  KILLED, FAILED), tune_status, mlflow_run_id, duration_s, then every UnlearnConfig field (typed as in the
+  also for a trial ASHA stopped; FAILED; KILLED for one lost with its driver), tune_status, mlflow_run_id,
+  duration_s, then every UnlearnConfig field (typed as in the
   config; lists as list<int64>), then the last reported metrics (REPORTED_METRICS; NaN where a metric was
   never reported, e.g. test_r on a data-level task).
 A sweep whose trials recorded different f_D or Retrain hashes (mixsweep/provenance.py) is refused:

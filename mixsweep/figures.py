@@ -47,13 +47,17 @@ def best_so_far(values: list[float], mode: str) -> list[float]:
 
 
 def history(path: Path, *, numbers: list[int], values: list[list[float]], objectives: list[list[str]],
-            title: str, footer: str) -> Path:
-    """One panel per objective: each trial's value by trial number, and the best so far."""
+            title: str, footer: str, stopped: list[tuple[int, list[float]]] = ()) -> Path:
+    """One panel per objective: each completed trial's value by trial number and their best so far; the
+    trials ASHA stopped (`stopped`: number, values at the stop) faded, outside the best so far."""
     fig, axes = _grid(len(objectives))
     for i, (ax, (metric, mode)) in enumerate(zip(axes, objectives)):
         ys = [v[i] for v in values]
-        ax.scatter(numbers, ys, s=18, color=OTHER, label="trial")
-        ax.step(numbers, best_so_far(ys, mode), where="post", color=BEST, label=f"best so far ({mode})")
+        if stopped:
+            ax.scatter([n for n, _ in stopped], [v[i] for _, v in stopped], s=14, facecolors="none",
+                       edgecolors="0.6", label="stopped early (value at its stop; not compared)")
+        ax.scatter(numbers, ys, s=18, color=OTHER, label="completed trial")
+        ax.step(numbers, best_so_far(ys, mode), where="post", color=BEST, label=f"best completed so far ({mode})")
         ax.set_xlabel("trial number")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)

@@ -6,13 +6,19 @@
     mlflow.pytorch.load_model("models:/mixunlearn-fmnist@best")
 
 A version's source is the trial run's logged MLflow PyTorch model (trainables/records.py logs it as
-"model"; MLflow 3 keeps it as a LoggedModel, `models:/<model_id>`), so the registry, the run and the
-weights are one record. The version carries:
+"model"; MLflow 3 keeps it as a LoggedModel), so the registry, the run and the weights are one record.
+It is named by the LoggedModel's artifact location and model id, not by `models:/<model_id>`: MLflow
+3.17's SQLAlchemy registry store resolves a models:/ source with a fresh `MlflowClient()`, i.e. against
+the process-wide tracking URI (store/model_registry/sqlalchemy_store.py, create_model_version), so any
+store but ./mlflow.db (a SQLite file elsewhere, a server whose database is not its working directory's)
+answered "Logged model ... not found". The location and id are what that lookup would have returned.
+The version carries:
 - the config: the flat config as YAML in its description and as JSON in the tag `mixsweep.config`
   (`mixsweep train` re-runs the YAML);
 - the metrics: a tag `metric.<name>` per metric the trial reported last (the epoch of its model);
 - the reference hashes: every `mixsweep.reference.*` tag of the run, copied (absent: none copied);
-- where it came from: `mixsweep.sweep`, `mixsweep.trial_id`, `mixsweep.model_epoch`, and its run.
+- where it came from: `mixsweep.sweep`, `mixsweep.trial_id`, `mixsweep.model_epoch`, its run, and its
+  LoggedModel's id `mixsweep.model_id` (MLflow's SQL registry does not keep the model id it is given).
 An ablation row's best model is its seed with the lowest avg_gap (the distance to Retrain, the
 platform's default objective); its alias is the variant's name, with characters an alias may not hold
 ('.', for one) replaced by '_'.
@@ -38,6 +44,7 @@ from . import state as sweep_state
 from .errors import UsageError
 
 MODEL_NAME = "model"                  # the name trainables/records.py logs the MLflow PyTorch model under
+MODEL_ID_TAG = "mixsweep.model_id"    # the version's LoggedModel (m-...), as logged on its run
 REFERENCE_PREFIX = "mixsweep.reference."
 ALIAS = re.compile(r"^[\w-]+$")       # MLflow's alias spelling; "latest" and v<digits> are reserved
 RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
@@ -50,10 +57,15 @@ class Registered:
     version: str
     alias: str
     run_id: str
+    tracking_uri: str = ""
 
     @property
     def uri(self) -> str:
         return f"models:/{self.name}@{self.alias}"
+
+    def load_hint(self) -> str:
+        """The two calls that load it anywhere: the store first, since models:/ resolves there."""
+        return f"mlflow.set_tracking_uri({self.tracking_uri!r}); mlflow.pytorch.load_model({self.uri!r})"
 
 
 def check_alias(alias: str, flag: str = "--alias") -> str:
@@ -79,6 +91,7 @@ def register_run(client: MlflowClient, name: str, *, run_id: str, alias: str, co
                          "checkpoint?); resume the sweep or register another run")
     tags = {
         "mixsweep.sweep": sweep, "mixsweep.trial_id": run.data.tags.get(records.TRIAL_TAG, ""),
+        MODEL_ID_TAG: model.model_id,   # the SQL registry keeps no model id of its own (MLflow 3.17)
         "mixsweep.model_epoch": run.data.tags.get(records.MODEL_EPOCH_TAG, ""),
         "mixsweep.config": json.dumps(config, sort_keys=False),
         **{f"metric.{m}": repr(float(v)) for m, v in metrics.items() if math.isfinite(v)},
@@ -86,18 +99,27 @@ def register_run(client: MlflowClient, name: str, *, run_id: str, alias: str, co
     }
     description = (description_head + "\n" if description_head else "") + yaml.safe_dump(config, sort_keys=False)
     try:
-        try:
-            client.create_registered_model(name, description="MixUnlearn models registered by `mixsweep export`")
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        version = client.create_model_version(name, source=f"models:/{model.model_id}", run_id=run_id, tags=tags,
+        client.create_registered_model(name, description="MixUnlearn models registered by `mixsweep export`")
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise UsageError(refusal(error, name=name, client=client)) from None
+    try:
+        version = client.create_model_version(name, source=model.artifact_location, run_id=run_id, tags=tags,
                                               description=description, model_id=model.model_id)
         client.set_registered_model_alias(name, alias, version.version)
     except MlflowException as error:
-        raise UsageError(f"--register {name}: the registry refused it ({error.message.splitlines()[0]}); "
-                         "pick another name") from None
-    return Registered(name=name, version=str(version.version), alias=alias, run_id=run_id)
+        raise UsageError(refusal(error, name=name, client=client, run_id=run_id, model_id=model.model_id)) from None
+    return Registered(name=name, version=str(version.version), alias=alias, run_id=run_id,
+                      tracking_uri=client.tracking_uri)
+
+
+def refusal(error: MlflowException, *, name: str, client: MlflowClient, run_id: str = "", model_id: str = "") -> str:
+    """One sentence naming why the registry refused: the name, or what it could not do with the model."""
+    cause = error.message.splitlines()[0] if error.message else type(error).__name__
+    if not run_id:   # creating the registered model: the name is all it was given
+        return f"--register {name}: the registry refused the name ({cause}); pick another name"
+    return (f"--register {name}: the registry of {client.tracking_uri} could not add run {run_id}'s logged model "
+            f"{model_id} as a version ({cause}); check that the run's artifacts are reachable from there")
 
 
 def logged_model(client: MlflowClient, run: Any):

@@ -4,11 +4,15 @@ without MLflow, Ray or Optuna.
     mixsweep report quick                     # -> sweeps/quick/report/report.md, history.png, ...
     mixsweep report mixunlearn_components --out /tmp/components-report
 
-For a sweep (sources: Tune's results in the sweep folder and the Optuna study in its optuna.db):
-- history.png      each trial's objective value(s) by Optuna trial number, and the best so far;
-- pareto.png       the trials on the first two objectives and the Pareto front (several objectives);
+For a sweep (sources: Tune's results in the sweep folder and the Optuna study in its optuna.db), every
+figure that compares trials compares them at one fidelity and says which (mixsweep/fidelity.py):
+- history.png      each completed trial's objective value(s) by Optuna trial number and their best so
+                   far; the trials ASHA stopped are drawn faded at their stop value, outside the best;
+- pareto.png       the completed trials on the first two objectives and their Pareto front (several
+                   objectives);
 - importances.png  each searched parameter's importance per objective: Optuna's fANOVA over the
-                   complete trials (indicative only with a few dozen trials);
+                   completed trials, or, with fewer than two, every trial at the deepest rung two
+                   reached (indicative only with a few dozen trials);
 - curves.png       the objective(s) after each epoch for the top trials (the Pareto front when several);
 - best_config.yaml the best trial's full flat config (the first of the front when several), and the
                    front's searched values and objectives as a table.
@@ -36,7 +40,9 @@ from typing import Any
 import yaml
 
 from . import evidence, figures, state as sweep_state
+from .endings import completed
 from .errors import UsageError
+from .fidelity import MIN_TRIALS, legacy, one_fidelity
 
 TOP_TRIALS = 5        # curves: more lines than this are unreadable in one panel
 MASK_METRICS = ("mask_forget_share", "mask_spatial_std")   # MixUnlearn.diagnostics(), plotted by epoch
@@ -152,7 +158,8 @@ def sweep_report(state: sweep_state.SweepState, folder: Path) -> Report:
     metrics = [m for m, _ in objectives]
 
     rows = [{"trial_id": t.trial_id, "status": t.status, **t.config,
-             **{k: _number((t.last_result or {}).get(k)) for k in (*metrics, "epoch")}}
+             **{k: _number((t.last_result or {}).get(k)) for k in (*metrics, "epoch")},
+             "completed": completed(t.last_result, t.config, metrics)}
             for t in trials.trials]
     front = pareto_front(rows, objectives)
     first = rows[0]
@@ -164,33 +171,45 @@ def sweep_report(state: sweep_state.SweepState, folder: Path) -> Report:
 
     # ---- optimisation history ----
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.values]
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED and t.values]
+    if legacy(study):
+        sections.append("Note: this study was recorded before trials' endings were told apart (issue 20): "
+                        "trials ASHA stopped are COMPLETE in it, so its figures mix fidelities.\n")
     if complete:
         made.append(figures.history(folder / "history.png", numbers=[t.number for t in complete],
                                     values=[list(t.values) for t in complete], objectives=objectives,
-                                    title=f"Sweep {state.name}: optimisation history", footer=footer))
-        sections.append(f"## Optimisation history\n\n{len(complete)} complete Optuna trials of "
-                        f"{len(study.trials)}.\n\n![optimisation history](history.png)\n")
+                                    stopped=[(t.number, list(t.values)) for t in pruned],
+                                    title=f"Sweep {state.name}: optimisation history, best so far over the "
+                                          f"{len(complete)} completed trials", footer=footer))
+        sections.append(f"## Optimisation history\n\n{len(complete)} completed Optuna trials of "
+                        f"{len(study.trials)} ({len(pruned)} stopped early by ASHA, drawn faded at the value "
+                        "they were stopped on and left out of the best so far: an early epoch's value is not "
+                        "a configuration's result).\n\n![optimisation history](history.png)\n")
     else:
         sections.append("## Optimisation history\n\nNo Optuna trial completed yet.\n")
 
     # ---- Pareto front ----
     if len(objectives) > 1:
-        scored = [r for r in rows if all(math.isfinite(r[m]) for m in metrics)]
+        scored = [r for r in rows if r["completed"]]
+        completed_front = pareto_front(scored, objectives)
         made.append(figures.pareto(folder / "pareto.png", points=[(r[metrics[0]], r[metrics[1]]) for r in scored],
-                                   front=[(r[metrics[0]], r[metrics[1]]) for r in front],
+                                   front=[(r[metrics[0]], r[metrics[1]]) for r in completed_front],
                                    axes_names=(f"{metrics[0]} ({objectives[0][1]})", f"{metrics[1]} ({objectives[1][1]})"),
-                                   title=f"Sweep {state.name}: Pareto front", footer=footer))
+                                   title=f"Sweep {state.name}: Pareto front of the {len(scored)} completed trials",
+                                   footer=footer))
         extra = "" if len(objectives) == 2 else f" (the first two of {len(objectives)} objectives)"
-        sections.append(f"## Pareto front\n\n{len(front)} trials on the front{extra}.\n\n![Pareto front](pareto.png)\n")
+        sections.append(f"## Pareto front\n\n{len(completed_front)} of the {len(scored)} completed trials on the "
+                        f"front{extra}.\n\n![Pareto front](pareto.png)\n")
 
     # ---- parameter importances ----
-    scores, why_not = importances(study, metrics)
+    scores, compared, why_not = importances(study, metrics)
     if scores:
         made.append(figures.importances(folder / "importances.png", per_objective=scores,
-                                        title=f"Sweep {state.name}: parameter importances (fANOVA)", footer=footer))
-        sections.append(f"## Parameter importances\n\nOptuna's fANOVA (seed 0) over {len(complete)} complete "
-                        "trials; a share of the objective's variance per parameter, indicative only with few "
-                        "trials.\n\n![parameter importances](importances.png)\n")
+                                        title=f"Sweep {state.name}: parameter importances (fANOVA) over {compared}",
+                                        footer=footer))
+        sections.append(f"## Parameter importances\n\nOptuna's fANOVA (seed 0) over {compared}: one fidelity, "
+                        "never an early epoch's values beside final ones; a share of the objective's variance per "
+                        "parameter, indicative only with few trials.\n\n![parameter importances](importances.png)\n")
     else:
         sections.append(f"## Parameter importances\n\nNot computed: {why_not}.\n")
 
@@ -222,7 +241,7 @@ def sweep_report(state: sweep_state.SweepState, folder: Path) -> Report:
     # ---- the best config ----
     if front:
         best = front[0]
-        config = {k: v for k, v in best.items() if k not in ("trial_id", "status", *metrics, "epoch")}
+        config = {k: v for k, v in best.items() if k not in ("trial_id", "status", "completed", *metrics, "epoch")}
         (folder / "best_config.yaml").write_text(
             f"# Best trial of sweep {state.name}: {best['trial_id']}, "
             + ", ".join(f"{m} = {best[m]:.4g}" for m in metrics) + f" at epoch {int(best['epoch'])}.\n"
@@ -290,22 +309,24 @@ def searched_fields(configs: list[dict[str, Any]]) -> list[str]:
     return [k for k in configs[0] if len({repr(c.get(k)) for c in configs}) > 1]
 
 
-def importances(study, metrics: list[str]) -> tuple[dict[str, dict[str, float]], str]:
-    """fANOVA importances per objective, or ({}, the reason they cannot be computed)."""
+def importances(study, metrics: list[str]) -> tuple[dict[str, dict[str, float]], str, str]:
+    """fANOVA importances per objective over the trials of one fidelity (mixsweep/fidelity.py), what those
+    trials are; or ({}, "", the reason they cannot be computed)."""
     import optuna
 
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(complete) < 2:
-        return {}, f"{len(complete)} complete trial(s); fANOVA needs at least 2"
+    chosen = one_fidelity(study)
+    if len(chosen.trials) < MIN_TRIALS:
+        return {}, "", (f"{len(chosen.trials)} completed trial(s), and no rung that {MIN_TRIALS} trials reached; "
+                        f"fANOVA needs at least {MIN_TRIALS} trials of one fidelity")
     scores = {}
     for i, metric in enumerate(metrics):
         try:
             scores[metric] = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+                chosen.study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
                 target=(lambda t, i=i: t.values[i]))
         except (RuntimeError, ValueError) as error:   # e.g. every trial has the same value of each parameter
-            return {}, f"fANOVA failed ({error})"
-    return scores, ""
+            return {}, "", f"fANOVA failed ({error})"
+    return scores, chosen.label, ""
 
 
 def best_section(front: list[dict[str, Any]], objectives: list[list[str]], searched: list[str], *,
@@ -313,7 +334,9 @@ def best_section(front: list[dict[str, Any]], objectives: list[list[str]], searc
     metrics = [m for m, _ in objectives]
     lead = (f"The Pareto front: {len(front)} trials no other trial beats on every objective, best first by "
             f"{metrics[0]}. `best_config.yaml` holds the first one's full config."
-            if multi else f"The trial with the best final {metrics[0]}; its full config is in `best_config.yaml`.")
+            if multi else f"The trial with the best final {metrics[0]}, ranked as `mixsweep export` ranks (each trial "
+                          "at its last reported epoch, a trial ASHA stopped included, its epochs cut to that one); "
+                          "its full config is in `best_config.yaml`.")
     header = "| trial | epoch | " + " | ".join(metrics + searched) + " |"
     rule = "|---|---:|" + "---:|" * len(metrics + searched)
     lines = [f"| {r['trial_id']} | {int(r['epoch'])} | " + " | ".join(

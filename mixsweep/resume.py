@@ -7,6 +7,8 @@ again), trials that were running restart from their last checkpoint, and the Opt
 study in optuna.db) continues until the sweep has all its trials. The trainable is rebuilt exactly as
 `run` built it, from the settings saved in mixsweep.json. The parent MLflow run is reopened, and each
 resumed trial reopens its own child run (found by trial id), so the records continue where they stopped.
+Before that, a killed driver's records are made to agree (mixsweep/reconcile.py): Tune's snapshot can be
+older than what Optuna and MLflow hold.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ray import tune
 from trainables import records
 
 from . import cluster, state as sweep_state
+from .reconcile import reconcile
 from .sweep import fit, parent_closed_on_error, trainable_for
 
 
@@ -31,6 +34,8 @@ def resume_sweep(sweep: str, *, storage: str | None = None, address: str | None 
         print(f"resuming sweep {state.name} from {state.experiment_path} (parent run {state.parent_run_id})",
               flush=True)
         with parent_closed_on_error(state):
+            for note in reconcile(state):
+                print(f"sweep {state.name}: {note}", flush=True)
             tuner = tune.Tuner.restore(state.experiment_path, trainable=trainable_for(state), resume_unfinished=True)
             fit(tuner, state)
     return state

@@ -45,6 +45,7 @@ class SweepState:
     references: str | None = None  # the shared reference store (resolve_references); None = each node's cache
     attack_epochs: list[int] | None = None   # ASHA's rungs: where trials run the CPU attackers (None: every epoch)
     curve_budget: float | None = None   # the accuracies between the rungs (CurveBudget); None: every epoch
+    nested_under: str | None = None     # the MLflow run above the parent run (a benchmark's), or None
 
     @property
     def experiment_path(self) -> str:

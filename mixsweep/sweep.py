@@ -9,9 +9,12 @@ Ray, and Ray's resources before MLflow, so a refused sweep leaves no run behind)
   (`points_to_evaluate`), a seeded TPE sampler, and the study in <sweep>/optuna.db (study name = sweep
   name) so optuna-dashboard and parameter importances read it. One objective: TPE minimises (or
   maximises) it. Several: TPE's multi-objective mode searches the Pareto front (it beats NSGA-II at
-  the few dozen trials a sweep affords; NSGA-II wants generations of ~50).
+  the few dozen trials a sweep affords; NSGA-II wants generations of ~50). The study holds each trial
+  COMPLETE, PRUNED (stopped early by ASHA) or FAIL (diverged, failed, lost), never more than the
+  budget (mixsweep/optuna_search.py, mixsweep/endings.py).
 - Early stopping: ASHA on the per-epoch objective (time_attr "epoch", max_t = the most epochs a trial
-  can run, grace period = the space's grace_epochs). With several objectives the scheduler is FIFO:
+  can run, grace period = the space's grace_epochs); its stops reach Optuna as it decides them and its
+  rungs survive a resume (mixsweep/scheduler.py). With several objectives the scheduler is FIFO:
   ASHA ranks by one metric and would cut trials that are on the Pareto front through another. Under
   ASHA, trials run the CPU attackers (and report to Tune) only at its rungs (`asha_rungs`) and their
   last epoch; with FIFO, every epoch.
@@ -38,9 +41,8 @@ import numpy as np
 import optuna
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import IntParam, SweepSpace, load_space, shipped_name
 from mixunlearn.config import UnlearnConfig
@@ -50,6 +52,8 @@ from . import cluster, state as sweep_state, tracking
 from .callback import CloseChildRuns, close_leftovers
 from .console import ProgressTable
 from .errors import UsageError
+from .optuna_search import ResumableOptunaSearch   # also where sweeps pickled before it moved find it
+from .scheduler import RecordedASHA
 from .ui import ui_hint
 
 
@@ -69,19 +73,6 @@ class SpaceFunction:
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         return {**self.space.define_by_run(trial), **self.overrides}
-
-
-class ResumableOptunaSearch(OptunaSearch):
-    """OptunaSearch that lets a finished trial report again. A driver killed after the study (optuna.db,
-    written at once) recorded a trial's end but before Tune's next snapshot leaves Tune believing the
-    trial still runs; `resume` restarts it, the trial reports the result MLflow kept (unlearn_trial), and
-    Optuna refuses an intermediate value for a finished trial, which would end the resumed sweep."""
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        try:
-            super().on_trial_result(trial_id, result)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass   # the study holds this trial's result already
 
 
 def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency: int | None = None,
@@ -129,7 +120,7 @@ def run_sweep(space_file: str | Path, *, trials: int | None = None, concurrency:
             cache_dir=os.environ.get("MIXSWEEP_CACHE"),
             references=sweep_state.resolve_references(references, storage_path),
             attack_epochs=asha_rungs(space, epochs) if len(space.objectives) == 1 else None,
-            curve_budget=space.sweep.curve_budget)
+            curve_budget=space.sweep.curve_budget, nested_under=nested_under)
         state.parent_run_id = open_parent_run(state, space, nested_under=nested_under)
         with parent_closed_on_error(state):
             state.save()
@@ -219,11 +210,11 @@ def make_tuner(state: sweep_state.SweepState, space: SweepSpace, overrides: dict
         metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
         points_to_evaluate=space.points_to_evaluate(),
         sampler=optuna.samplers.TPESampler(seed=state.seed),
-        study_name=state.name, storage=optuna.storages.RDBStorage(state.optuna_url))
+        study_name=state.name, storage=optuna.storages.RDBStorage(state.optuna_url), budget=state.trials)
     if single:
         top = max_epochs(space, state.epochs_override)
-        scheduler = ASHAScheduler(time_attr="epoch", metric=metrics[0], mode=modes[0], max_t=top,
-                                  grace_period=min(space.sweep.grace_epochs, top), reduction_factor=ASHA_REDUCTION)
+        scheduler = RecordedASHA(time_attr="epoch", metric=metrics[0], mode=modes[0], max_t=top,
+                                 grace_period=min(space.sweep.grace_epochs, top), reduction_factor=ASHA_REDUCTION)
     else:
         scheduler = FIFOScheduler()
     # The first searched parameters of the space file (console.py says why those).
@@ -273,7 +264,7 @@ def trial_settings(state: sweep_state.SweepState) -> TrialSettings:
         checkpoint_every=state.checkpoint_every, cpus=state.cpus_per_trial, gpus=state.gpus_per_trial,
         cache_dir=state.cache_dir, references=state.references,
         attack_epochs=tuple(state.attack_epochs) if state.attack_epochs is not None else None,
-        curve_budget=state.curve_budget)
+        curve_budget=state.curve_budget, dataset_run_ids=(state.nested_under,) if state.nested_under else ())
 
 
 def tune_environment() -> None:

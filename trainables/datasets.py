@@ -35,10 +35,11 @@ SPLIT_FOLDER = "forget_split"     # run artifact folder of the D_f Parquet
 
 
 def log_dataset_inputs(client: MlflowClient, run_id: str, prepared: Prepared, *,
-                       parent_run_id: str | None = None) -> None:
-    """Log D and D_f of `prepared` as the run's dataset inputs, and as its sweep's (`parent_run_id`), so
-    that the sweep's collapsed row names its data too. MLflow ignores an input logged twice on a run:
-    a resumed trial, and every trial of a sweep on the same data, may call this again."""
+                       also_on: tuple[str, ...] = ()) -> None:
+    """Log D and D_f of `prepared` as the run's dataset inputs, and as those of the runs `also_on` (its
+    sweep's, a benchmark's), so that their collapsed rows name the data too. MLflow ignores an input
+    logged twice on a run: a resumed trial, and every trial of a sweep on the same data, may call this
+    again."""
     data, split, cfg = prepared.data, prepared.split, prepared.cfg
     client.log_artifact(run_id, str(prepared.split_path), artifact_path=SPLIT_FOLDER)
     split_uri = f"runs:/{run_id}/{SPLIT_FOLDER}/{prepared.split_path.name}"
@@ -64,7 +65,7 @@ def log_dataset_inputs(client: MlflowClient, run_id: str, prepared: Prepared, *,
         DatasetInput(forget, tags=[InputTag(CONTEXT_TAG, FORGET),
                                    *tags({"mixsweep.task_spec": spec, "mixsweep.forget_split": split_uri})]),
     ]
-    for run in (run_id, parent_run_id) if parent_run_id else (run_id,):
+    for run in dict.fromkeys((run_id, *filter(None, also_on))):
         client.log_inputs(run, datasets=inputs)
 
 

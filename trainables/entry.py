@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# In every Tune result of a trial: the epochs its config trains (UnlearnConfig.unlearn_epochs). A result
+# at an earlier epoch that ends the trial is an early stop (ASHA's), not its configuration's result.
+PLANNED_EPOCHS = "planned_epochs"
+
 
 @dataclass(frozen=True)
 class TrialSettings:
@@ -19,6 +23,9 @@ class TrialSettings:
     tracking_uri: str              # MLflow: a sqlite:/// file or an http:// server
     experiment_id: str             # the MLflow experiment of the sweep's parent run
     parent_run_id: str             # the sweep's parent run: each trial's run nests under it
+    # Runs above the parent that show the data too (a benchmark's run, above its method sweeps): the UI's
+    # Dataset column of every level names D and D_f.
+    dataset_run_ids: tuple[str, ...] = ()
     checkpoint_every: int = 1      # epochs between Tune checkpoints (the last epoch is always saved)
     cpus: float = 1.0              # CPUs Ray reserves per trial: torch uses as many threads
     gpus: float = 0.0              # GPUs Ray reserves per trial (fractions pack trials onto one GPU)

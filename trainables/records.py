@@ -52,8 +52,10 @@ PARENT_TAG = "mlflow.parentRunId"      # MLflow's own nesting tag: the UI shows 
 TRIAL_TAG = "mixsweep.trial_id"        # Tune's trial id: a resumed or retried trial finds its run again
 KIND_TAG = "mixsweep.kind"             # "sweep", "trial" or "train"
 MODEL_EPOCH_TAG = "mixsweep.model_epoch"   # the epoch whose weights the model artifacts hold
-STOPPED_TAG = "mixsweep.stopped_early"     # "true" on a trial ASHA stopped before its last epoch
+STOPPED_TAG = "mixsweep.stopped_early"     # "true" on a trial ASHA stopped before its last epoch (run FINISHED)
+STOPPED_AT_TAG = "mixsweep.stopped_at_epoch"   # the epoch ASHA stopped it at: the fidelity of its metrics
 INTERRUPTED_TAG = "mixsweep.interrupted"   # "true" while a sweep interrupted mid-trial waits for `resume`
+LOST_TAG = "mixsweep.lost"             # "true" on the run of a trial whose driver was killed mid-trial (KILLED)
 NODE_ID_TAG = "mixsweep.node_id"       # the Ray node the trial (last) ran on: which machine, on a cluster
 NODE_IP_TAG = "mixsweep.node_ip"       # that node's IP address
 OPEN_ID_TAG = "mixsweep.open_id"       # a top-level run's one-off id: a retried create finds its run
@@ -152,10 +154,34 @@ def run_status(mlflow_client: MlflowClient, run_id: str) -> str:
 
 
 def ended(run) -> bool:
-    """Whether the run records a trial that ran to its end: FINISHED, or KILLED by early stopping (an
-    interruption's KILLED carries INTERRUPTED_TAG: that trial still has epochs to run)."""
-    status = run.info.status
-    return status == "FINISHED" or (status == "KILLED" and INTERRUPTED_TAG not in run.data.tags)
+    """Whether the run records a trial's result, which a restarted trial reports instead of training again:
+    FINISHED (all its epochs, or stopped early by ASHA), FAILED by divergence, or KILLED by early stopping
+    (how runs recorded before issue 20 ended it). A KILLED run tagged interrupted still has epochs to run;
+    one tagged lost was closed for good; a FAILED run without the divergence tag is an error Tune retries."""
+    status, tags = run.info.status, run.data.tags
+    return (status == "FINISHED" or (status == "FAILED" and tags.get(DIVERGED_TAG) == "true")
+            or (status == "KILLED" and INTERRUPTED_TAG not in tags and LOST_TAG not in tags))
+
+
+def recorded_result(mlflow_client: MlflowClient, run) -> dict[str, Any]:
+    """What an ended run recorded, at the epoch it was ranked by: the last metrics of a finished run, those
+    of a stopped run's stop epoch (a deferred evaluation may have logged the next epoch's accuracies
+    before ASHA's stop), with its run id: the result a restarted trial hands Tune again."""
+    stopped_at = run.data.tags.get(STOPPED_AT_TAG)
+    if stopped_at is not None and int(run.data.metrics.get("epoch", -1)) != int(stopped_at):
+        return metrics_at(mlflow_client, run, int(stopped_at))
+    return {**run.data.metrics, "mlflow_run_id": run.info.run_id}
+
+
+def metrics_at(mlflow_client: MlflowClient, run, epoch: int) -> dict[str, Any]:
+    """The run's metrics logged at `epoch` (step = epoch), with its run id."""
+    metrics = {}
+    for key in run.data.metrics:
+        history = delivery.patiently(lambda: mlflow_client.get_metric_history(run.info.run_id, key), "read metrics")
+        at_epoch = [m.value for m in history if m.step == epoch]
+        if at_epoch:
+            metrics[key] = at_epoch[-1]
+    return {**metrics, "mlflow_run_id": run.info.run_id}
 
 
 def is_running(status: str) -> bool:

@@ -25,18 +25,20 @@ One trial:
      The CPU attackers (mia_efficacy, asr, avg_gap) run only at `attack_epochs` (ASHA's rungs) and the
      last epoch, on a GPU in a background thread while training goes on
      (mixunlearn.run.evaluated_epochs); such an epoch goes to MLflow and to `tune.report` when they are
-     done. The epochs between get their accuracies within the sweep's `curve_budget`. Tune hears only epochs with every metric: ASHA reads no other, and Tune refuses a report
-     without the objective. A checkpoint goes with a report once `checkpoint_every` epochs have passed
-     since the last one, and with the last report.
+     done. The epochs between get their accuracies within the sweep's `curve_budget`. Tune hears only
+     epochs with every metric: ASHA reads no other, and Tune refuses a report without the objective.
+     Each report also says how many epochs the trial plans (`planned_epochs`): the driver tells a trial
+     ASHA stopped from one that finished by it, without loading the methods. A checkpoint goes with a
+     report once `checkpoint_every` epochs have passed since the last one, and with the last report.
   6. Before the last report: the results to MLflow and the run closed FINISHED. (ASHA answers the report
      at max_t with STOP, and a stopped function never runs again: nothing may come after that report.)
-A trial ASHA stops earlier is closed KILLED by the driver's callback (mixsweep/callback.py), which logs
-the model from the trial's last checkpoint.
+A trial ASHA stops earlier is closed FINISHED, tagged mixsweep.stopped_early and .stopped_at_epoch, by the
+driver's callback (mixsweep/callback.py), which logs the model from the trial's last checkpoint.
 
 Divergence is a result, not a crash: when the loop raises Diverged (a NaN or Inf epoch loss), the run is
 closed FAILED with the tags mixsweep.diverged, .diverged_epoch and .diverged_loss, and the trial reports
-NaN for every metric and returns. Tune ends it TERMINATED (no retry: it raised nothing), Optuna records a
-NaN objective as a failed trial, and the sweep goes on.
+NaN for every metric and returns. Tune ends it TERMINATED (no retry: it raised nothing), the searcher
+tells Optuna it FAILed (mixsweep/optuna_search.py), and the sweep goes on.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ from mixunlearn.metrics import ATTACK_METRICS
 from mixunlearn.run import COLUMNS, Prepared, evaluated_epochs, prepare
 
 from . import checkpoint, datasets, mix_pictures, records, references
-from .entry import TrialSettings
+from .entry import PLANNED_EPOCHS, TrialSettings
 
 # Common fields only the loop reads. Every other common field (data, task, reference recipe, seeds,
 # evaluation sizes) shapes what prepare() builds, so it keys the process-local cache below (a method's
@@ -79,9 +81,10 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         # Tune's last snapshot predates this trial's end (the driver died in between), so a resume
         # restarted it: report the result MLflow recorded instead of training it again.
         if earlier.data.tags.get(records.DIVERGED_TAG) == "true":
-            tune.report(diverged_result(earlier.info.run_id, int(earlier.data.tags[records.DIVERGED_EPOCH_TAG])))
+            tune.report({**diverged_result(earlier.info.run_id, int(earlier.data.tags[records.DIVERGED_EPOCH_TAG])),
+                         PLANNED_EPOCHS: cfg.unlearn_epochs})
         else:
-            tune.report({**earlier.data.metrics, "mlflow_run_id": earlier.info.run_id})
+            tune.report({**records.recorded_result(mlflow_client, earlier), PLANNED_EPOCHS: cfg.unlearn_epochs})
         return
     values = cfg.to_dict()
     run_id = records.open_child_run(
@@ -98,8 +101,9 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     torch.set_num_threads(max(1, int(settings.cpus)))
     prepared = prepare_cached(cfg, device, settings.cache_dir, settings.references)
     mlflow_client.log_batch(run_id, tags=references.provenance_tags(prepared.references))
-    # The UI's Dataset column: D and D_f, on the trial's run and its sweep's.
-    datasets.log_dataset_inputs(mlflow_client, run_id, prepared, parent_run_id=settings.parent_run_id)
+    # The UI's Dataset column: D and D_f, on the trial's run, its sweep's and a benchmark's above that.
+    datasets.log_dataset_inputs(mlflow_client, run_id, prepared,
+                                also_on=(settings.parent_run_id, *settings.dataset_run_ids))
     loop = build_method(cfg, prepared.data, prepared.split, original=prepared.references.original, device=device)
     resumed_from = tune.get_checkpoint()
     if resumed_from is not None:
@@ -110,7 +114,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         report_epochs(settings, cfg, run_id, loop, prepared, already_logged)
     except Diverged as diverged:
         close_diverged(mlflow_client, run_id, diverged)
-        tune.report(diverged_result(run_id, diverged.epoch))
+        tune.report({**diverged_result(run_id, diverged.epoch), PLANNED_EPOCHS: loop.epochs})
 
 
 def report_epochs(settings: TrialSettings, cfg: UnlearnConfig, run_id: str, loop, prepared: Prepared,
@@ -133,7 +137,8 @@ def report_epochs(settings: TrialSettings, cfg: UnlearnConfig, run_id: str, loop
         rows = finish_rows(prepared, metrics)
         if last:
             finish(settings, run_id, loop, prepared, metrics)
-        result = {**metrics, "mlflow_run_id": run_id, "gpu_seconds": metrics["unlearn_seconds"] * settings.gpus}
+        result = {**metrics, "mlflow_run_id": run_id, "gpu_seconds": metrics["unlearn_seconds"] * settings.gpus,
+                  PLANNED_EPOCHS: loop.epochs}
         if last or epoch - checkpointed >= settings.checkpoint_every:
             checkpointed = epoch
             # A deferred epoch carries its own state: the loop has trained the next epoch since.

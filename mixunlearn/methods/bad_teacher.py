@@ -2,9 +2,9 @@
 
 DU `munl/unlearning/bad_teacher.py` (`UnlearnerLoss`, `unlearning_step`, `blindspot_unlearner`): the
 target of a sample is softmax(incompetent / tau) if it is a forget sample, else softmax(f_D / tau);
-the loss is `F.kl_div(log_softmax(student / tau), target)`. DU's kl_div uses the default reduction
-(the mean over batch x classes); here `batchmean`, K times larger: a constant factor Adam's update is
-invariant to (up to its eps).
+the loss is `F.kl_div(log_softmax(student / tau), target)` with kl_div's default reduction, the mean over
+batch x classes (written here as the sum over the elements divided by their number, which is the same
+and spares torch's warning about that reduction).
 
 The competent teacher is f_D; the incompetent one is a randomly initialised network of the same
 architecture (seeded by cfg.seed), never trained. Both are frozen, so their logits are computed once.
@@ -59,4 +59,4 @@ class BadTeacher(Method):
         for idx in self.batches(torch.cat([self.retain_idx, self.forget_idx]), h.batch_size):
             target = F.softmax(self.teacher_logits[idx] / h.tau, dim=1)
             student = F.log_softmax(self.logits(self.model, idx) / h.tau, dim=1)
-            self.step(self.optimizer, F.kl_div(student, target, reduction="batchmean"))
+            self.step(self.optimizer, F.kl_div(student, target, reduction="sum") / target.numel())

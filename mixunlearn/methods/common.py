@@ -45,9 +45,10 @@ SGD_WEIGHT_DECAY = 5e-4
 class Diverged(FloatingPointError):
     """A method's loss went NaN or Inf: a result (the run failed, tagged diverged), not a crash."""
 
-    def __init__(self, method: str, epoch: int, loss: float) -> None:
+    def __init__(self, method: str, epoch: int, loss: float, *, weights: bool = False) -> None:
         self.method, self.epoch, self.loss = method, epoch, loss
-        super().__init__(f"{method} diverged in epoch {epoch}: its mean loss is {loss}; "
+        what = "its weights are no longer finite" if weights else f"its mean loss is {loss}"
+        super().__init__(f"{method} diverged in epoch {epoch}: {what}; "
                          "lower its learning rate or its number of epochs")
 
 
@@ -147,9 +148,16 @@ class Method:
         self.seconds += seconds
         if not math.isfinite(loss):
             raise Diverged(self.name, self.epoch + 1, loss)
+        if not self.weights_finite():   # the last step's update overflowed after its (finite) loss was taken
+            raise Diverged(self.name, self.epoch + 1, math.nan, weights=True)
         self.epoch += 1
         self.last_loss = loss
         return seconds
+
+    def weights_finite(self) -> bool:
+        """Whether every weight of the evaluated model is finite (one host sync per epoch)."""
+        params = [p.detach() for p in self.model.parameters()]
+        return bool(torch.stack([torch.isfinite(p).all() for p in params]).all()) if params else True
 
     def state_dict(self) -> dict:
         """Everything a resume needs; only tensors and plain types, so torch.load(weights_only=True) reads it."""

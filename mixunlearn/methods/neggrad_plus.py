@@ -2,7 +2,8 @@
 
 SC `MIA_experiments.ipynb` (and `small_scale_unlearning.ipynb`), `run_neggrad_epoch`; DU
 `munl/unlearning/neggradplus.py`, `run_neggrad_epoch` and `negative_grad`:
-- each epoch iterates over D_r batches zipped with D_f batches, D_f cycled (here reshuffled at each pass);
+- each epoch iterates over D_r batches zipped with `itertools.cycle` of D_f's batches: D_f is shuffled
+  once per epoch and its batches repeat in that order;
 - the model stays in eval mode (`model.eval()`): batch-norm uses f_D's running statistics and never
   updates them; the retain and the forget batch get separate forward passes;
 - l2 = (l2_init / 2) * ||theta - theta_0||^2, theta_0 = f_D's weights (`l2_penalty(model, model_init,
@@ -13,6 +14,7 @@ here is the common 5e-4; BASELINES.md: alpha searched in [0, 1].
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -50,11 +52,10 @@ class NegGradPlus(Method):
         h = self.hyper
         self.model.eval()
         retain = self.batches(self.retain_idx, h.batch_size)
-        forget: list[torch.Tensor] = []
-        for r in retain:
-            if not forget:
-                forget = self.batches(self.forget_idx, h.batch_size)
-            f = forget.pop(0)
+        # zip(retain_loader, itertools.cycle(forget_loader)): cycle replays its first pass's batches, in that
+        # order, for the rest of the epoch; the next epoch's cycle draws a fresh order.
+        forget = self.batches(self.forget_idx, h.batch_size)
+        for r, f in zip(retain, itertools.cycle(forget)):
             retain_loss = F.cross_entropy(self.logits(self.model, r), self.labels[r])
             if self.theta0:
                 retain_loss = retain_loss + 0.5 * h.l2_init * torch.stack(

@@ -6,7 +6,8 @@ SU `Classification/generate_mask.py` (`save_gradient_ratio`: f_D in eval mode, t
 `_restore_masked_params` (masked-out weights back to their start values, their momentum zeroed) after it.
 
 1. Mask, once, from f_D in eval mode: g = |sum over D_f batches of grad_theta(-CE(f(x_f), y_f))|, all
-   parameters ranked together; mask = 1 on the top `mask_ratio` fraction (exactly round(ratio * #params)).
+   parameters ranked together; mask = 1 on the top `mask_ratio` fraction: int(#params * ratio) weights,
+   truncated as SU's `threshold_index = int(len(all_elements) * i)`.
 2. RL (rl.py), with grad <- grad * mask before each optimiser step.
    [choice] reset (SU's current code, default): after each step the masked-out weights and their
    momentum are put back, so weight decay and momentum cannot move them; "grad_only" (DU) masks the
@@ -68,7 +69,7 @@ class SalUn(RL):
 
     def saliency_mask(self, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         flat = torch.cat([g.flatten() for g in grads.values()])
-        keep = int(round(self.hyper.mask_ratio * flat.numel()))
+        keep = int(flat.numel() * self.hyper.mask_ratio)   # SU truncates (generate_mask.py)
         chosen = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
         chosen[torch.argsort(flat, descending=True, stable=True)[:keep]] = True
         masks, start = {}, 0

@@ -25,6 +25,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,8 +63,8 @@ ip link set mxs0 up
 ip route add default dev mxs0
 for keep in "$@"; do mkdir -p "$nsdir/home/$keep"; mount --rbind "$home/$keep" "$nsdir/home/$keep"; done
 mount --rbind "$nsdir/home" "$home"
-# The repository (and the shared data beside it) may live under /tmp, as in a CI clone: keep it visible
-# at the same path under the private /tmp.
+# The repository (and the shared data beside it) and the Python environment may live under /tmp, as in a
+# CI clone with its virtual environment: keep them visible at the same paths under the private /tmp.
 for rel in ${MXS_KEEP_TMP:-}; do mkdir -p "$nsdir/tmp/$rel"; mount --rbind "/tmp/$rel" "$nsdir/tmp/$rel"; done
 mount --rbind "$nsdir/tmp" /tmp
 mount -t tmpfs tmpfs /run
@@ -155,22 +156,36 @@ def render_cluster_file(home: Path) -> dict:
     return config
 
 
-def kept_folders(home: Path) -> list[str]:
+def environment_paths(python: str | Path) -> list[Path]:
+    """The folders the Python environment lives in: this process's prefixes, and the root of the
+    interpreter the namespaces run (holder, login shell): bin/.. of its path as named (a virtual
+    environment, with its pyvenv.cfg and site-packages) and of where its links lead (a venv's python is
+    a link to its base interpreter), each as named and resolved."""
+    python = Path(python).absolute()
+    roots = [Path(sys.prefix), Path(sys.base_prefix), python.parent.parent, python.resolve().parent.parent]
+    return list(dict.fromkeys(p for root in roots for p in (root.absolute(), root.resolve())))
+
+
+def kept_folders(home: Path, python: str | Path = sys.executable) -> list[str]:
     """The folders under root's home that must stay visible in the namespace: the Python environment's
     (pyenv lives in ~/.pyenv) and the repository's, when they are there."""
     kept = set()
-    for path in (sys.prefix, sys.base_prefix, sys.executable, ROOT):
-        path = Path(path).resolve()
+    for path in (*environment_paths(python), ROOT.resolve()):
         if path.is_relative_to(home) and path != home:
             kept.add(path.relative_to(home).parts[0])
     return sorted(kept)
 
 
-def kept_tmp_folders() -> list[str]:
-    """The repository and the shared folder beside it, relative to /tmp, when they live under it."""
+def kept_tmp_folders(python: str | Path = sys.executable) -> list[str]:
+    """The folders under /tmp that must stay visible at the same path under the namespace's private /tmp:
+    the repository, the shared folder beside it and the Python environment (a CI clone's virtual
+    environment, `python3 -m venv /tmp/.../venv`), relative to /tmp, when they live under it. A folder
+    inside another kept one comes along with it."""
     tmp = Path("/tmp").resolve()
-    return [str(path.relative_to(tmp)) for path in (ROOT, ROOT.parent / "shared")
-            if path.exists() and path.resolve().is_relative_to(tmp) and path.resolve() != tmp]
+    found = {path.relative_to(tmp) for path in (ROOT, ROOT.parent / "shared", *environment_paths(python))
+             if path.exists() and path.is_relative_to(tmp) and path != tmp}
+    return sorted(str(path) for path in found if not any(other != path and path.is_relative_to(other)
+                                                         for other in found))
 
 
 def processes_in(namespace: str) -> list[str]:
@@ -188,11 +203,13 @@ def processes_in(namespace: str) -> list[str]:
 
 
 class Namespaces:
-    """The test's PID + mount + network namespaces, with sshd running, and commands run inside them."""
+    """The test's PID + mount + network namespaces, with sshd running, and commands run inside them.
+    `python`: the interpreter the holder and the login shell's PATH use (this one by default)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, python: str | Path = sys.executable):
         self.home = Path(pwd.getpwuid(0).pw_dir)
         self.folder = folder
+        self.python = Path(python).absolute()
         self.inner_home = folder / "home"   # root's home inside
         (folder / "tmp").mkdir(parents=True)
         ssh, sshd = self.inner_home / ".ssh", self.inner_home / "sshd"
@@ -205,7 +222,7 @@ class Namespaces:
         (sshd / "sshd_config").write_text(SSHD_CONFIG.format(port=SSH_PORT, home=self.home))
         # The login shell's PATH: `ray up` runs `ray start` over SSH, and `ray down` runs the stop command
         # there, which silently does nothing when `ray` is not found.
-        (self.inner_home / ".bashrc").write_text(f"export PATH={Path(sys.executable).parent}:$PATH\n")
+        (self.inner_home / ".bashrc").write_text(f"export PATH={self.python.parent}:$PATH\n")
         (folder / "holder.sh").write_text(HOLDER)
         self.unshare: subprocess.Popen | None = None
         self.init_pid: int | None = None
@@ -217,10 +234,10 @@ class Namespaces:
         with open(folder / "holder.log", "w") as log:
             self.unshare = subprocess.Popen(
                 ["unshare", "--pid", "--kill-child", "--mount-proc", "--net", "--mount", "--propagation", "private",
-                 "bash", str(folder / "holder.sh"), str(folder), str(self.home), _sshd(), sys.executable,
-                 str(lifeline), *kept_folders(self.home)],
+                 "bash", str(folder / "holder.sh"), str(folder), str(self.home), _sshd(), str(self.python),
+                 str(lifeline), *kept_folders(self.home, self.python)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                pass_fds=(lifeline,), env={**os.environ, "MXS_KEEP_TMP": " ".join(kept_tmp_folders())})
+                pass_fds=(lifeline,), env={**os.environ, "MXS_KEEP_TMP": " ".join(kept_tmp_folders(self.python))})
         os.close(lifeline)
         deadline = time.monotonic() + 30
         while self.init_pid is None or not (self.inner_home / "ready").exists():
@@ -236,7 +253,7 @@ class Namespaces:
     def run(self, command: str, *, timeout: float, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
         """`command` in bash inside the namespaces, in a clean environment as a user's shell has it."""
         env = [f"HOME={self.home}", "USER=root", "LANG=C.UTF-8", "TERM=dumb",
-               f"PATH={Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               f"PATH={self.python.parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "RAY_AUTH_MODE=token",           # explicit: the cluster runs with token authentication
                "RAY_USAGE_STATS_ENABLED=0"]
         return subprocess.run(["nsenter", "-t", str(self.init_pid), "--pid", "--mount", "--net",
@@ -342,3 +359,28 @@ def test_ray_up_the_onprem_file_over_ssh_run_a_sweep_job_and_ray_down(tmp_path):
         left = spaces.close()
         print(f"on-prem cluster over SSH: {time.monotonic() - started:.0f} s, steps {steps}; logs in {tmp_path}")
     assert not left, f"processes of the test's namespace outlived it: {left}"
+
+
+def test_the_namespaces_come_up_with_an_interpreter_that_lives_under_tmp(tmp_path):
+    """A fresh clone's virtual environment under /tmp (`python3 -m venv /tmp/.../venv`, as CI makes one):
+    the namespaces' private /tmp keeps it at the same path, so their holder (this interpreter) starts and
+    a login shell there finds it first on its PATH."""
+    folder = Path(tempfile.mkdtemp(prefix="mxs-venv-", dir="/tmp"))
+    try:
+        venv = folder / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+        python = venv / "bin" / "python"
+        assert any(venv.relative_to("/tmp").is_relative_to(kept) for kept in kept_tmp_folders(python))
+        spaces = Namespaces(tmp_path / "ns", python=python)
+        try:
+            spaces.start()   # "the namespaces did not come up: ... venv/bin/python: No such file" before
+            inside = spaces.run("python -c 'import sys; print(sys.prefix)'; ls /tmp", timeout=60)
+            prefix, *listed = inside.stdout.split()
+            assert inside.returncode == 0 and prefix == str(venv), inside.stdout + inside.stderr
+            assert folder.name in listed                               # kept, at the same path
+            assert not set(listed) - {p.split("/")[0] for p in kept_tmp_folders(python)}   # and /tmp private
+        finally:
+            left = spaces.close()
+        assert not left, f"processes of the test's namespace outlived it: {left}"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -71,6 +71,7 @@ def test_four_finished_children_named_by_variant_and_seed(ablation):
     state, client, children = ablation
     parent = client.get_run(state.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["mixsweep.kind"] == "ablation"
+    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"fashion_mnist", "fashion_mnist/class"}
     assert parent.data.params["variants"] == "no_real,full" and parent.data.params["seeds"] == "0,1"
     assert len(children) == 4
     assert {c.info.status for c in children} == {"FINISHED"}

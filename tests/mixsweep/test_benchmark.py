@@ -4,7 +4,7 @@ The first benchmark runs in this process on the module's local 2-CPU Ray (its me
 Ray by address), logging over HTTP to the session's MLflow server; the tests read what it left, as a
 user would, recompute the table from the seed runs' MLflow metrics, and run it again with one more
 seed. The second is `mixsweep benchmark` in its own process group (one method and one seed, to stay
-short), SIGKILLed once a trial has finished, then `mixsweep resume`d.
+short), SIGKILLed while a trial runs after another has ended, then `mixsweep resume`d.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ import yaml
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from mixsweep import benchmark_state
+from agreement import assert_records_agree
+from mixsweep import benchmark_state, state as sweep_state
 from mixsweep.cli import main
 
 pytestmark = pytest.mark.slow
@@ -85,8 +86,11 @@ def test_one_benchmark_run_one_child_per_method_its_trials_and_tagged_seed_runs_
     assert parent.info.status == "FINISHED" and parent.data.tags["mixsweep.kind"] == "benchmark"
     assert parent.data.params["budget_trials"] == "2" and parent.data.params["methods"] == "ga,neggrad_plus"
     assert set(found) == set(METHODS)
+    data = {"fashion_mnist", "fashion_mnist/class"}   # D and D_f: the UI's Dataset cell at every level
+    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == data
     for method, (sweep, trials, seeds) in found.items():
         assert sweep.data.tags["mixsweep.kind"] == "sweep" and sweep.info.status == "FINISHED"
+        assert {d.dataset.name for d in sweep.inputs.dataset_inputs} == data
         assert len(trials) == 2 and {t.data.tags["mixsweep.kind"] for t in trials} == {"trial"}
         assert {t.data.params["method"] for t in trials} == {method}
         assert sorted(int(r.data.tags["mixsweep.benchmark.seed"]) for r in seeds) == SEEDS
@@ -164,14 +168,14 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def finished_trials(client: MlflowClient, storage: str) -> list:
+def trial_runs(client: MlflowClient, storage: str) -> list:
     path = benchmark_state.find("killed", storage)
     if path is None:
         return []
     state = benchmark_state.load_file(path)
     if not state.parent_run_id:
         return []
-    return [t for _, trials, _ in tree(client, state).values() for t in trials if t.info.status == "FINISHED"]
+    return [t for _, trials, _ in tree(client, state).values() for t in trials]
 
 
 def test_more_seeds_under_the_same_name_add_only_the_new_seed_runs(finished_benchmark, tmp_path):
@@ -188,8 +192,12 @@ def test_more_seeds_under_the_same_name_add_only_the_new_seed_runs(finished_benc
     assert "seeds 0, 1, 2" in (state.folder / "table.md").read_text()
 
 
-def test_a_killed_benchmark_resumes_without_training_a_finished_trial_again(tmp_path, cli_env, mlflow_server):
-    plan = write_plan(tmp_path, seeds=[0], methods=["ga"])   # one method, one seed: the file's time budget
+def test_a_killed_benchmark_resumes_to_one_record_of_each_trial_within_the_budget(tmp_path, cli_env, mlflow_server):
+    """The driver is SIGKILLed while GA's second trial runs (its first has ended); `resume` finishes it. The
+    method's Optuna study, Tune's experiment and MLflow then hold the same 3 trials, each in the state its
+    ending means, none RUNNING (tests/mixsweep/agreement.py), and no trial that had ended trained again."""
+    budget = {"trials": 3, "concurrency": 1, "grace_epochs": 1}
+    plan = write_plan(tmp_path, seeds=[0], methods=["ga"], budget=budget)   # one method, one seed: time
     storage = str(tmp_path / "sweeps")
     command = [sys.executable, "-m", "mixsweep"]
     client = MlflowClient(mlflow_server)
@@ -200,14 +208,14 @@ def test_a_killed_benchmark_resumes_without_training_a_finished_trial_again(tmp_
                                   stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + WAIT_S
-            while not finished_trials(client, storage):
+            while not ({r.info.status for r in trial_runs(client, storage)} >= {"FINISHED", "RUNNING"}):
                 assert driver.poll() is None, f"the benchmark ended before it could be killed:\n{log.read_text()[-3000:]}"
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(1)
+                time.sleep(0.5)
         finally:
             os.killpg(driver.pid, signal.SIGKILL)   # the driver, its method processes and its local Ray
             driver.wait()
-    before = {r.info.run_id: r.info.end_time for r in finished_trials(client, storage)}
+    before = {r.info.run_id: r.info.end_time for r in trial_runs(client, storage) if r.info.status != "RUNNING"}
     state = benchmark_state.load("killed", storage)
     assert client.get_run(state.parent_run_id).info.status == "RUNNING"   # nothing closed it: it was killed
 
@@ -222,7 +230,10 @@ def test_a_killed_benchmark_resumes_without_training_a_finished_trial_again(tmp_
         steps = [m.step for m in client.get_metric_history(run_id, "epoch")]
         assert sorted(steps) == sorted(set(steps))                          # each epoch trained once
     assert set(found) == {"ga"}
-    for method, (_, trials, seeds) in found.items():
-        assert len(trials) == 2 and [r.data.tags["mixsweep.benchmark.seed"] for r in seeds] == ["0"]
-        assert not [r for r in trials + seeds if r.info.status == "RUNNING"]
+    sweep = sweep_state.load(str(sweep_state.local_dir(state.method_storage, state.sweep_name("ga"))), None)
+    endings = assert_records_agree(sweep, client, budget=budget["trials"])
+    assert len(endings) == budget["trials"]                               # the budget, not one more
+    _, trials, seeds = found["ga"]
+    assert [r.data.tags["mixsweep.benchmark.seed"] for r in seeds] == ["0"]
+    assert not [r for r in trials + seeds if r.info.status == "RUNNING"]
     assert (state.folder / "table.md").is_file()

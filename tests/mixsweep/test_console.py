@@ -40,3 +40,20 @@ def test_no_tune_snapshot_warning_and_the_ui_address_opens_on_the_runs(recorded_
     assert "TUNE_WARN_EXCESSIVE" not in output
     address = f"/#/experiments/{state.experiment_id}/runs/{state.parent_run_id}?workflowType={WORKFLOW_TYPE}"
     assert f"MLflow UI: {state.tracking_uri}{address}" in output
+
+
+def test_the_best_so_far_line_names_a_completed_trial(recorded_sweep):
+    """The last best line compares only trials that ran all their epochs (an early epoch's value would not
+    be comparable): its trial ran both epochs, and no other that did has a lower avg_gap."""
+    from mlflow.tracking import MlflowClient
+
+    state, output = recorded_sweep
+    best = re.findall(r"^best completed trial so far: (\w+), avg_gap (\S+) \(of (\d+) completed\)$", output, re.M)
+    assert best, output[-3000:]
+    trial_id, value, count = best[-1]
+    runs = MlflowClient(state.tracking_uri).search_runs(
+        [state.experiment_id], f"tags.`mlflow.parentRunId` = '{state.parent_run_id}'")
+    completed = {r.data.tags["mixsweep.trial_id"]: r.data.metrics["avg_gap"] for r in runs
+                 if r.info.status == "FINISHED" and "mixsweep.stopped_early" not in r.data.tags}
+    assert trial_id in completed and int(count) == len(completed)
+    assert float(value) == float(f"{min(completed.values()):.4g}") == float(f"{completed[trial_id]:.4g}")

@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from agreement import assert_records_agree
 from mixsweep import state as sweep_state
 from mixsweep.cli import main
 from trainables.mix_pictures import grid_name
@@ -57,8 +58,19 @@ def test_sweep_report_has_every_figure_it_names_as_a_png(sweep, tmp_path):
             assert image.format == "PNG" and min(image.size) > 200
     assert (out / "best_config.yaml").is_file()
     assert "fANOVA" in markdown and "## Best config" in markdown and "## Every trial" in markdown
+    # One fidelity per figure, and the figure says which (FIFO: every trial ran its epochs).
+    assert "fANOVA (seed 0) over the 3 completed trials" in markdown
+    assert "of the 3 completed trials on the front" in markdown
     # The evidence: what ran and where, in the Markdown (the figures carry it in their footers).
     assert "fashion_mnist / class" in markdown and "CPU" in markdown and "ray " in markdown and "torch " in markdown
+
+
+def test_a_pareto_sweeps_trials_are_complete_in_optuna_with_each_epochs_values(sweep):
+    """Several objectives follow the same rules: COMPLETE with the last epoch's values, MLflow FINISHED,
+    and each epoch's values kept (Optuna has no intermediate values for several objectives)."""
+    state, client = sweep
+    endings = assert_records_agree(state, client, budget=3)
+    assert set(endings.values()) == {"completed"}
 
 
 def test_report_lands_in_the_sweep_folder_by_default(sweep):

@@ -34,7 +34,7 @@ def test_salun_mask_keeps_exactly_the_top_fraction_of_the_gradient(real):
     kept = torch.cat([grads[k][loop.mask[k]] for k in grads])
     dropped = torch.cat([grads[k][~loop.mask[k]] for k in grads])
     total = sum(g.numel() for g in grads.values())
-    assert len(kept) == round(0.3 * total)
+    assert len(kept) == int(total * 0.3)
     assert kept.min() >= dropped.max()
 
     loop.train_epoch()   # the default "reset" choice: masked-out weights never move
@@ -245,3 +245,13 @@ def test_ga_with_a_huge_learning_rate_raises_diverged_naming_the_epoch(real):
             loop.train_epoch()
     assert caught.value.epoch == loop.epoch + 1 and caught.value.method == "ga"
     assert f"epoch {caught.value.epoch}" in str(caught.value)
+
+
+def test_weights_that_overflow_on_the_epochs_last_step_are_a_divergence(real):
+    """One step whose loss (taken before the update) is finite but whose update is not: the epoch's mean
+    loss is finite, yet the model would give NaN outputs (and crash the attackers)."""
+    cls = METHODS["ga"]
+    loop = build(real, cls, hyper=dataclasses.replace(cls.default_hyper(REAL), lr=3e38, weight_decay=3e38, epochs=1, batch_size=1024))
+    with pytest.raises(Diverged, match="weights are no longer finite") as caught:
+        loop.train_epoch()
+    assert caught.value.epoch == 1 and loop.steps == 1
