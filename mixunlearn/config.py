@@ -110,6 +110,9 @@ class UnlearnConfig:
     device: str = "auto"               # "auto" = cuda if available, else cpu; a trial passes Ray's device
     eval_batch_size: int = 1024        # batched forward passes for evaluation and cached f_D outputs
     mia_samples: int = 5000            # cap per side for the ASR / MIA attackers' training sets
+    eval_seed: int = 0                 # seeds the population attackers' draws (MIA-Efficacy, ASR, DU's MIA), never
+                                       # `seed`: one model gets one number whatever run produced it
+    attack_draws: int = 5              # attacker draws averaged per evaluation; their spread is reported (*_std)
 
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -216,7 +219,7 @@ class UnlearnConfig:
         for name in ("train_subset", "test_subset"):
             need(getattr(self, name) >= 0, name, "use 0 for the whole set or a positive count per class")
         for name in ("ref_epochs", "ref_batch_size", "epochs", "batch_size", "gen_interval", "gen_steps",
-                     "eval_batch_size", "mia_samples"):
+                     "eval_batch_size", "mia_samples", "attack_draws"):
             need(getattr(self, name) >= 1, name, "it must be a positive integer")
         for name in ("alpha", "tau_gen", "tau_mix", "tau_real", "sharpen_T", "lr_unlearner", "lr_generator",
                      "ref_lr"):

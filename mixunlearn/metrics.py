@@ -9,7 +9,8 @@ evaluate() runs the model once over the training set and once over the test set 
 derives every metric from those softmax outputs, in two parts of very different cost:
 - `accuracies`: the accuracies and UA, RA, TA; a few numpy reductions, cheap enough for every epoch.
 - `attacks`: MIA-Efficacy (an SVM), ASR (a gradient-boosted classifier) and Deep Unlearn's MIA (a
-  logistic regression on the loss, 10-fold), trained afresh on the CPU; on a GPU they cost more than an
+  logistic regression on the loss, 10-fold), trained afresh on the CPU, their draws seeded by an evaluation
+  seed (not the run's) and averaged over several draws whose spread is reported; on a GPU they cost more than an
   unlearning epoch, so a sweep runs them only at the epochs it needs. `du_objective` turns DU's MIA and
   the accuracies into DU's four-term objective once Retrain's accuracies are known.
 The pieces they compose (accuracy, mia_efficacy, asr, du_mia, avg_gap) take plain numpy arrays, so each
@@ -45,7 +46,7 @@ GAP_METRICS = ("ua", "ra", "ta", "mia_efficacy")
 DU_METRICS = ("du_retain_gap", "du_forget_gap", "du_test_gap", "du_mia", "du_norm")
 # What only the CPU attackers give (avg_gap needs mia_efficacy, du_norm DU's MIA): absent at the epochs
 # they do not run.
-ATTACK_METRICS = ("mia_efficacy", "asr", "avg_gap", *DU_METRICS)
+ATTACK_METRICS = ("mia_efficacy", "asr", "avg_gap", *DU_METRICS, "mia_efficacy_std", "asr_std", "du_mia_std")
 
 
 # ---- forward passes --------------------------------------------------------------------------
@@ -91,17 +92,19 @@ def model_outputs(model: nn.Module, data: ImageData, *, batch_size: int = 1024) 
 
 
 def evaluate(model: nn.Module, data: ImageData, split: ForgetSplit, *, batch_size: int = 1024,
-             mia_samples: int = 5000, seed: int = 0) -> dict[str, float]:
+             mia_samples: int = 5000, seed: int = 0, draws: int = 1) -> dict[str, float]:
     """Every METHOD.md metric of `model` on (data, split), in percent: accuracies() and attacks() of one pass.
 
     Keys: train_r, train_f, test (accuracies), ua, ra, ta, mia_efficacy (SalUn protocol), asr (LAF),
     du_mia (Deep Unlearn's MIA term), plus test_r and test_f when split.forget_classes is non-empty
     (class-level tasks). Train accuracies, confidences and losses use split.train_labels (for the noisy
     task, the corrupted labels f_D learnt).
-    `mia_samples` caps each side of the attackers' training sets; `seed` fixes their draws.
+    `mia_samples` caps each side of the attackers' training sets; `seed` (the evaluation seed) fixes their
+    draws, `draws` how many are averaged.
     """
     outputs = model_outputs(model, data, batch_size=batch_size)
-    return {**accuracies(outputs, data, split), **attacks(outputs, data, split, mia_samples=mia_samples, seed=seed)}
+    return {**accuracies(outputs, data, split),
+            **attacks(outputs, data, split, mia_samples=mia_samples, seed=seed, draws=draws)}
 
 
 def accuracies(outputs: Outputs, data: ImageData, split: ForgetSplit) -> dict[str, float]:
@@ -132,9 +135,34 @@ def accuracies(outputs: Outputs, data: ImageData, split: ForgetSplit) -> dict[st
 
 
 def attacks(outputs: Outputs, data: ImageData, split: ForgetSplit, *, mia_samples: int = 5000,
-            seed: int = 0) -> dict[str, float]:
-    """mia_efficacy and asr: the costly part of evaluate(), numpy and scikit-learn only (no torch, no model),
-    so it can run in another thread while the next epoch trains."""
+            seed: int = 0, draws: int = 1) -> dict[str, float]:
+    """mia_efficacy, asr and du_mia: the costly part of evaluate(), numpy and scikit-learn only (no torch, no
+    model), so it can run in another thread while the next epoch trains.
+
+    `seed` is the evaluation seed (cfg.eval_seed), never the unlearning run's: the attackers' draws depend on
+    it and on the model's outputs only, so one model always gets one number. Each value is the mean over
+    `draws` draws (seeds `draw_seeds(seed, draws)`), and `<name>_std` is their sample std (NaN for one
+    draw): the attacker's own spread, which a table should not read as the method's."""
+    per_draw = [one_draw(outputs, data, split, mia_samples=mia_samples, seed=s) for s in draw_seeds(seed, draws)]
+    metrics: dict[str, float] = {}
+    for key in ATTACK_DRAWN:
+        values = np.array([d[key] for d in per_draw], np.float64)
+        metrics[key] = float(np.mean(values))
+        metrics[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return metrics
+
+
+# What attacks() averages over its draws; each also reported as <name>_std.
+ATTACK_DRAWN = ("mia_efficacy", "asr", "du_mia")
+DRAW_STRIDE = 1000   # draw d of evaluation seed s is seed s + 1000 d: draw 0 is the seed itself
+
+
+def draw_seeds(seed: int, draws: int) -> list[int]:
+    return [seed + DRAW_STRIDE * d for d in range(draws)]
+
+
+def one_draw(outputs: Outputs, data: ImageData, split: ForgetSplit, *, mia_samples: int, seed: int) -> dict[str, float]:
+    """One draw of the three attackers under `seed`."""
     train_probs, test_probs = outputs.train_probs, outputs.test_probs
     train_labels = split.train_labels.cpu().numpy()
     test_labels = data.test_labels.cpu().numpy()

@@ -41,7 +41,7 @@ from .table import COLUMNS, format_table
 
 # Bump when a change to metrics.py or to Prepared.evaluate changes the numbers of the same references:
 # the stored reference metrics of the old format are then never read.
-METRICS_FORMAT = 1
+METRICS_FORMAT = 2   # 2: attackers seeded by eval_seed, averaged over attack_draws
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,7 +81,7 @@ class Prepared:
         """accuracy_metrics + mia_efficacy, asr, avg_gap and Deep Unlearn's objective (metrics.DU_METRICS).
         Touches no model or tensor: thread-safe."""
         metrics = {**accuracy_metrics, **attacks(outputs, self.data, self.split, mia_samples=self.cfg.mia_samples,
-                                                 seed=self.cfg.seed)}
+                                                 seed=self.cfg.eval_seed, draws=self.cfg.attack_draws)}
         metrics["avg_gap"] = avg_gap(metrics, self.retrain_metrics) if self.retrain_metrics else 0.0
         metrics.update(du_objective(metrics, self.retrain_metrics))
         return metrics
@@ -149,7 +149,8 @@ def reference_metrics_inputs(prepared: Prepared) -> dict[str, Any]:
         "train_labels": tensor_digest(split.train_labels),
         "forget_classes": list(split.forget_classes),
         "mia_samples": cfg.mia_samples,
-        "attack_seed": cfg.seed,                    # the attackers' draws and their classifiers' seeds
+        "attack_seed": cfg.eval_seed,               # the attackers' draws and their classifiers' seeds
+        "attack_draws": cfg.attack_draws,
         "eval_batch_size": cfg.eval_batch_size,     # batches of 7 and of 1024 round the CPU's softmax apart
         "attacker": ATTACKER,                       # XGBoost or scikit-learn's substitute: another ASR
         "device_type": prepared.device.type,        # CUDA evaluates in bf16 autocast: other numbers than the CPU
