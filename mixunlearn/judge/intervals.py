@@ -3,7 +3,8 @@
     cell = mean_interval([3.1, 2.7, 3.4])           # Interval(mean, low, high, n): 95% percentile bootstrap
     cell.separates(other)                           # disjoint intervals: an order that means something
     ranks = confident_ranks({"GA": cell, ...})      # 1 + how many rows are better with confidence
-    low, high = model_bootstrap(stat, a, b)         # resampling each pool's models (rows), e.g. KLOM's median
+    low, high = model_bootstrap(stat, a, b)         # resampling each pool's models (rows)
+    low, high = median_interval(per_point)          # resampling the points, e.g. KLOM's median
 
 A cell is a mean with a 95% interval (EVALUATION.md "Statistics in every table"): a percentile bootstrap of
 the mean over what varies (the seeds a method ran, the models of a pool), from `scipy.stats.bootstrap`
@@ -92,6 +93,19 @@ def model_bootstrap(statistic: Callable[..., float], *samples: np.ndarray, resam
         return math.nan, math.nan
     tail = (1.0 - confidence) / 2.0 * 100.0
     return float(np.percentile(values, tail)), float(np.percentile(values, 100.0 - tail))
+
+
+def median_interval(values: np.ndarray, *, resamples: int = 1000, confidence: float = CONFIDENCE,
+                    seed: int = SEED) -> tuple[float, float]:
+    """Percentile interval of the median of per-point values when the points are drawn again."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if values.size < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    medians = np.median(values[rng.integers(0, values.size, (resamples, values.size))], axis=1)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    return float(np.percentile(medians, tail)), float(np.percentile(medians, 100.0 - tail))
 
 
 def confident_ranks(cells: dict[str, Interval], *, lower_is_better: bool = True) -> dict[str, int]:
