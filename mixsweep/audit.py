@@ -1,0 +1,382 @@
+"""`mixsweep audit CONFIG.yaml | SWEEP --models N`: judge a method config against a pool of oracles.
+
+    mixsweep audit sweeps/quick/export/best.yaml --models 16          # an exported config (or any config YAML)
+    mixsweep audit quick-ga --models 16 --metrics klom                # a sweep: its best config (export's pick)
+    mixsweep audit best.yaml --models 16 --dry-run                    # what it needs, cached, and how long
+
+An audit (EVALUATION.md, ARCHITECTURE.md "The judge") needs, for the config's (data, task, forget set, model,
+recipe): N originals, N oracles and N held-out oracles (exact retraining's models), all entries of the
+reference store every later audit shares (mixunlearn/judge/pool.py), and the method's N unlearned models
+(the method on original m with seed m). Each is one Ray task (trainables/pool_jobs.py) with the sweep's
+resource options (--cpus-per-trial, fractional --gpus-per-trial), trained under the store's cluster-wide
+lock and committed as it finishes: a killed audit keeps what it finished, and the same command again
+trains only what is missing. A model the store already has is never trained again, by this audit or by
+another method's: the second method's audit trains its unlearned models only.
+
+The rows: the method, doing nothing (the originals) and exact retraining (the held-out oracles), each
+against the oracles (mixunlearn/judge/audit.py), with KLOM's split-half noise floor. The record: one MLflow
+run under the method's run (an exported config's trial, a sweep's parent run, or a benchmark's method run;
+top-level for a config of no run), holding the figures as metrics, the per-example Parquet, the log-log ROC
+and a KLOM histogram per group; the same files in --out. A resumed audit reopens its run.
+`--dry-run` prints the trainings and unlearning runs needed, how many are cached, and an estimate of their
+time from the timed entries in the store; it starts nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mixunlearn.config import UnlearnConfig
+
+from .errors import UsageError
+
+METRICS = ("klom", "ulira")
+AUDIT_TAG = "mixsweep.audit_key"   # sha256 of (config, N, metrics): a resumed audit finds its run by it
+KIND = "audit"
+ROWS = ("f_D", "retrain")          # the rows scored like methods in every audit (ORIGINAL_ROW, RETRAIN_ROW)
+ORIGINAL_ROW, RETRAIN_ROW = ROWS
+
+
+@dataclass
+class Target:
+    """What an audit judges and where its record goes."""
+    cfg: UnlearnConfig
+    label: str                       # the method row's name: the config's stem or the sweep's name
+    tracking_uri: str
+    parent_run_id: str | None        # the method's MLflow run; None: the audit run is top-level
+    references: str | None           # the shared reference store; None = this machine's cache
+
+
+@dataclass
+class AuditResult:
+    run_id: str
+    figures: dict[str, float]        # "<row>/<figure>" -> value (mixunlearn/judge/audit.py AuditScores.figures)
+    counts: dict[str, dict[str, int]]   # kind -> {"needed", "cached", "trained"}
+    seconds: dict[str, float]        # pool training, unlearning runs, scoring (wall)
+    folder: Path
+    notes: list[str] = field(default_factory=list)
+
+
+# ---- the input -------------------------------------------------------------------------------------------
+
+def resolve_target(source: str, *, storage: str | None, tracking_uri: str | None,
+                   references: str | None) -> Target:
+    """A config YAML (an exported best.yaml names its trial's run and reference store in its header), or
+    a sweep under --storage (its best config, as `export` picks it, under the sweep's parent run)."""
+    from . import state as sweep_state, tracking
+    from .export import references_of
+
+    path = Path(source).expanduser()
+    if path.is_file():
+        text = path.read_text()
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            raise UsageError(f"{path}: not valid YAML ({str(error).splitlines()[0]}); fix the file") from None
+        if not isinstance(values, dict):
+            raise UsageError(f"{path}: expected a mapping of config fields (field: value)")
+        cfg = UnlearnConfig.from_dict(values, source=str(path))
+        from .compare import HEADER_RUN
+        found = HEADER_RUN.search(text)
+        return Target(cfg, path.stem, tracking.tracking_uri(tracking_uri), found.group(1) if found else None,
+                      references or os.environ.get("MIXSWEEP_REFERENCES") or references_of(text))
+    try:
+        state = sweep_state.load(source, storage)
+    except UsageError:
+        raise UsageError(f"{source}: neither a config file nor a sweep under --storage "
+                         f"({sweep_state.resolve_storage(storage)}); pass a config YAML or a sweep name") from None
+    from trainables import records
+
+    from .compare import best_of_sweep
+    best = best_of_sweep(state)
+    run = records.client(state.tracking_uri).get_run(best.run_id)
+    cfg = UnlearnConfig.from_params(run.data.params, source=f"MLflow run {best.run_id} params")
+    return Target(cfg, state.name, state.tracking_uri, state.parent_run_id, references or state.references)
+
+
+def parse_metrics(text: str | None) -> tuple[str, ...]:
+    chosen = tuple(m.strip() for m in (text or ",".join(METRICS)).split(",") if m.strip())
+    unknown = [m for m in chosen if m not in METRICS]
+    if unknown or not chosen:
+        raise UsageError(f"--metrics {text}: use a comma-separated subset of {','.join(METRICS)}")
+    return chosen
+
+
+# ---- what it needs -------------------------------------------------------------------------------------
+
+KINDS = (("originals", "pool training"), ("oracles", "pool training"), ("held-out oracles", "pool training"),
+         ("unlearned", "unlearning runs"))
+
+
+def job_kinds(pool, cfg: UnlearnConfig) -> dict[str, list]:
+    return {"originals": pool.originals(), "oracles": pool.oracles(), "held-out oracles": pool.heldout(),
+            "unlearned": pool.unlearned(cfg)}
+
+
+def plan(pool, cfg: UnlearnConfig) -> tuple[dict[str, dict[str, int]], dict[str, float | None]]:
+    """Per kind: how many models, how many the store has; and an estimate of the missing ones' seconds
+    from the store's timed entries of that kind (None: nothing of that kind timed yet)."""
+    counts, estimate = {}, {}
+    reference_seconds = [pool.trained_seconds(job) for job in pool.originals() + pool.oracles() + pool.heldout()]
+    reference_seconds = [s for s in reference_seconds if s]
+    for kind, jobs in job_kinds(pool, cfg).items():
+        cached = [job for job in jobs if pool.cached(job) is not None]
+        counts[kind] = {"needed": len(jobs), "cached": len(cached), "trained": 0}
+        timed = [s for s in (pool.trained_seconds(job) for job in cached) if s]
+        per_model = (sum(timed) / len(timed) if timed else
+                     (sum(reference_seconds) / len(reference_seconds) if reference_seconds and kind != "unlearned"
+                      else None))
+        estimate[kind] = None if per_model is None else per_model * (len(jobs) - len(cached))
+    return counts, estimate
+
+
+def plan_text(counts: dict[str, dict[str, int]], estimate: dict[str, float | None], *, workers: float) -> str:
+    lines = ["what this audit needs:"]
+    for kind, _ in KINDS:
+        c, e = counts[kind], estimate[kind]
+        missing = c["needed"] - c["cached"]
+        time_text = ("nothing to run" if missing == 0 else
+                     f"~{e:.0f} s of training" if e is not None else "no timed entry of this kind in the store yet")
+        lines.append(f"  {kind:<17} {c['needed']:>4} models, {c['cached']:>4} cached, {missing:>4} to run  ({time_text})")
+    missing = {k: c["needed"] - c["cached"] for k, c in counts.items()}
+    unknown = [k for k, e in estimate.items() if e is None and missing[k]]
+    total = sum(e for e in estimate.values() if e is not None)
+    if not any(missing.values()):
+        lines.append("  estimate: everything is cached; the audit only scores")
+    elif len(unknown) == sum(1 for m in missing.values() if m):
+        lines.append("  estimate: none: the store holds no timed model of the kinds to run")
+    else:
+        lines.append(f"  estimate: {total:.0f} s of training, ~{total / max(workers, 1):.0f} s wall on {workers:g} "
+                     "parallel tasks" + (f"; not counted, never timed: {', '.join(unknown)}" if unknown else ""))
+    return "\n".join(lines)
+
+
+# ---- the audit -----------------------------------------------------------------------------------------
+
+def run_audit(source: str, *, models: int, metrics: str | None = None, dry_run: bool = False,
+              storage: str | None = None, tracking_uri: str | None = None, address: str | None = None,
+              references: str | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+              out: str | None = None) -> AuditResult | None:
+    """The command: resolve the input, print the plan; unless a dry run, run the missing models as Ray tasks,
+    score and record. Returns None for a dry run."""
+    from . import cluster
+
+    if models < 3:
+        raise UsageError(f"--models {models}: an audit needs at least 3 models per pool (U-LiRA leaves a pair out)")
+    chosen = parse_metrics(metrics)
+    cluster.check_request(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
+    target = resolve_target(source, storage=storage, tracking_uri=tracking_uri, references=references)
+    folder = Path(out).expanduser() if out else Path("audits") / f"{target.label}-N{models}"
+    if dry_run:
+        pool = driver_pool(target, models)
+        counts, estimate = plan(pool, target.cfg)
+        print(plan_text(counts, estimate, workers=max(1.0, (os.cpu_count() or 1) / cpus_per_trial)))
+        print("dry run: nothing started")
+        return None
+    with cluster.connected(address):
+        cluster.check_resources(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
+        return audit(target, models=models, metrics=chosen, cpus=cpus_per_trial, gpus=gpus_per_trial, folder=folder)
+
+
+def driver_pool(target: Target, models: int, cache_dir: str | None = None):
+    """The pool as the driver sees it (reads the store; trains nothing itself)."""
+    from mixunlearn.data import load_data
+    from mixunlearn.judge.pool import Pool
+    from mixunlearn.tasks import make_split
+    from trainables.references import trial_store
+
+    data = load_data(target.cfg)
+    store = trial_store(cache_dir, target.references, cluster=False)
+    return Pool(target.cfg, data, make_split(target.cfg, data), store, models=models)
+
+
+def audit(target: Target, *, models: int, metrics: tuple[str, ...] = METRICS, cpus: float = 1.0, gpus: float = 0.0,
+          folder: Path, cache_dir: str | None = None, experiment_id: str | None = None) -> AuditResult:
+    """Run the missing models on the connected Ray cluster, score, write `folder` and the MLflow run."""
+    import ray
+
+    from mixunlearn.judge.pool import ORIGINAL
+    from trainables.pool_jobs import PoolSettings, pool_job
+
+    pool = driver_pool(target, models, cache_dir)
+    counts, estimate = plan(pool, target.cfg)
+    print(plan_text(counts, estimate, workers=max(1.0, ray.cluster_resources().get("CPU", 1.0) / cpus)), flush=True)
+    client, run_id = open_audit_run(target, models=models, metrics=metrics, experiment_id=experiment_id)
+    print(f"audit of {target.label}: MLflow run {run_id} ({target.tracking_uri})", flush=True)
+    status = "FAILED"
+    try:
+        settings = PoolSettings(config=target.cfg.to_dict(), models=models, cache_dir=cache_dir,
+                                references=target.references, cpus=cpus, gpus=gpus)
+        task = pool_job.options(num_cpus=cpus, num_gpus=gpus)
+        kinds = job_kinds(pool, target.cfg)
+        started = time.perf_counter()
+        refs, kind_of, originals = [], {}, {}
+        for kind, jobs in kinds.items():
+            for job in jobs:
+                if pool.cached(job) is not None:
+                    continue
+                # An unlearned model starts from its original: the task waits for the original's task.
+                after = [originals[job.seed]] if kind == "unlearned" and job.seed in originals else []
+                ref = task.remote(settings, job, *after)
+                if job.role == ORIGINAL:
+                    originals[job.seed] = ref
+                refs.append(ref)
+                kind_of[ref] = kind
+        seconds = {"pool_training": 0.0, "unlearning_runs": 0.0}
+        pending = list(refs)
+        while pending:
+            [ready], pending = ray.wait(pending, num_returns=1)
+            done = ray.get(ready)
+            kind = kind_of[ready]
+            counts[kind]["trained"] += int(done.trained)
+            seconds["unlearning_runs" if kind == "unlearned" else "pool_training"] += done.seconds if done.trained else 0.0
+            print(f"  {done.job.label():<28} {'trained' if done.trained else 'found':>7} "
+                  f"({done.seconds:.1f} s)  [{len(refs) - len(pending)}/{len(refs)}]", flush=True)
+        seconds["farming_wall"] = time.perf_counter() - started
+        started = time.perf_counter()
+        scores = score_target(pool, target, metrics)
+        seconds["scoring"] = time.perf_counter() - started
+        write_outputs(folder, target, scores, counts, seconds, pool)
+        record_run(client, run_id, folder, scores, counts, seconds)
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status)
+    print_summary(target, scores, counts, seconds, folder)
+    return AuditResult(run_id, scores.figures(), counts, seconds, folder, scores.notes)
+
+
+def score_target(pool, target: Target, metrics: tuple[str, ...]):
+    from mixunlearn.judge.audit import groups, score
+
+    rows = {target.label: pool.margins(pool.unlearned(target.cfg)), ORIGINAL_ROW: pool.margins(pool.originals()),
+            RETRAIN_ROW: pool.margins(pool.heldout())}
+    points = groups(pool.split, n_test=len(pool.data.test_labels), seed=target.cfg.eval_seed)
+    return score(rows, pool.margins(pool.oracles()), points, ulira_applicable=not pool.split.forget_classes,
+                 metrics=metrics, seed=target.cfg.eval_seed)
+
+
+# ---- the record ----------------------------------------------------------------------------------------
+
+def audit_key(cfg: UnlearnConfig, models: int, metrics: tuple[str, ...]) -> str:
+    return hashlib.sha256(json.dumps({"config": cfg.to_dict(), "models": models, "metrics": list(metrics)},
+                                     sort_keys=True).encode()).hexdigest()
+
+
+def open_audit_run(target: Target, *, models: int, metrics: tuple[str, ...], experiment_id: str | None = None):
+    """The audit's MLflow run under the method's run: an unfinished one of the same audit is reopened."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    from . import tracking
+
+    client = MlflowClient(target.tracking_uri)
+    if target.parent_run_id is not None:
+        experiment_id = client.get_run(target.parent_run_id).info.experiment_id
+    experiment_id = experiment_id or tracking.ready_experiment(target.tracking_uri)
+    key = audit_key(target.cfg, models, metrics)
+    parent_filter = (f" AND tags.`mlflow.parentRunId` = '{target.parent_run_id}'" if target.parent_run_id else "")
+    unfinished = [run for run in client.search_runs([experiment_id], f"tags.`{AUDIT_TAG}` = '{key}'{parent_filter}",
+                                                    run_view_type=ViewType.ACTIVE_ONLY)
+                  if run.info.status in ("RUNNING", "FAILED", "KILLED")]
+    if unfinished:
+        run_id = unfinished[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return client, run_id
+    tags = {AUDIT_TAG: key, "mixsweep.kind": KIND, **tracking.git_commit()}
+    if target.parent_run_id:
+        tags["mlflow.parentRunId"] = target.parent_run_id
+    run = client.create_run(experiment_id, run_name=f"audit-{target.label}-N{models}", tags=tags)
+    params = {"models": models, "metrics": ",".join(metrics), "audited": target.label,
+              **{k: v for k, v in target.cfg.to_dict().items()}}
+    from trainables import records
+    records.log_params(client, run.info.run_id, params)
+    return client, run.info.run_id
+
+
+def write_outputs(folder: Path, target: Target, scores, counts, seconds, pool) -> None:
+    import pyarrow.parquet as pq
+
+    from . import evidence
+    from .audit_figures import klom_png, roc_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(scores.per_example(), folder / "per_example.parquet")
+    figures = scores.figures()
+    (folder / "figures.json").write_text(json.dumps({"figures": figures, "counts": counts, "seconds": seconds,
+                                                     "bins": scores.bins, "models": scores.models,
+                                                     "notes": scores.notes}, indent=2, sort_keys=True))
+    footer = evidence.footer(sweep=f"audit {target.label}, N = {scores.models}", dataset=target.cfg.dataset,
+                             task=target.cfg.task, hardware=evidence.cpu_model(),
+                             found_versions=evidence.versions())
+    if scores.ulira_by_row:
+        roc_png(folder / "roc.png", scores, footer=footer)
+    for group in ("forget", "retain", "test"):
+        if any(group in per for per in scores.klom_by_row.values()):
+            klom_png(folder / f"klom_{group}.png", scores, group=group, footer=footer)
+    (folder / "summary.md").write_text(summary_markdown(target, scores, counts, seconds))
+
+
+def record_run(client, run_id: str, folder: Path, scores, counts, seconds) -> None:
+    from trainables import records
+
+    metrics = {name: value for name, value in scores.figures().items() if math.isfinite(value)}
+    metrics.update({f"models_{kind.replace(' ', '_').replace('-', '_')}_trained": c["trained"]
+                    for kind, c in counts.items()})
+    metrics.update({f"{name}_seconds": value for name, value in seconds.items()})
+    records.log_metrics(client, run_id, metrics, step=0)
+    records.log_files(client, run_id, folder, artifact_path="audit")
+
+
+# ---- what it prints ------------------------------------------------------------------------------------
+
+def summary_rows(target: Target, scores) -> list[tuple[str, dict[str, float]]]:
+    from mixunlearn.judge.audit import NOISE
+
+    labels = {target.label: f"{target.label} (method)", ORIGINAL_ROW: "f_D (doing nothing)",
+              RETRAIN_ROW: "exact retraining", NOISE: "noise floor (oracle halves)"}
+    return [(labels[row], scores.figures_by_row[row]) for row in (target.label, ORIGINAL_ROW, RETRAIN_ROW, NOISE)
+            if row in scores.figures_by_row]
+
+
+def interval_cell(figures: dict[str, float], name: str, digits: int = 3) -> str:
+    value = figures.get(name, math.nan)
+    if not math.isfinite(value):
+        return "–"
+    low, high = figures.get(f"{name}_low", math.nan), figures.get(f"{name}_high", math.nan)
+    bounds = f" [{low:.{digits}f}, {high:.{digits}f}]" if math.isfinite(low) and math.isfinite(high) else ""
+    return f"{value:.{digits}f}{bounds}"
+
+
+def summary_markdown(target: Target, scores, counts, seconds) -> str:
+    header = ("| row | KLOM forget (median) | KLOM retain | KLOM test | U-LiRA acc. | U-LiRA AUC | TPR @ 1% FPR "
+              "| TPR @ 0.1% FPR | per-example AUC (median) |")
+    lines = [f"# Audit of {target.label}: N = {scores.models}", "", header, "|---|" + "---:|" * 8]
+    for label, f in summary_rows(target, scores):
+        lines.append(f"| {label} | {interval_cell(f, 'klom_forget_median')} | {interval_cell(f, 'klom_retain_median')} "
+                     f"| {interval_cell(f, 'klom_test_median')} | {interval_cell(f, 'ulira_accuracy')} "
+                     f"| {interval_cell(f, 'ulira_auc')} | {interval_cell(f, 'ulira_tpr_at_1pct')} "
+                     f"| {interval_cell(f, 'ulira_tpr_at_0.1pct')} | {interval_cell(f, 'ulira_example_auc_median')} |")
+    lines += ["", f"KLOM = KL(oracles || unlearned) of the true-class margin per point, {scores.bins} bins (the "
+              "noise floor's); median over the points, [95% interval from resampling the points]. U-LiRA: "
+              "per forget example, Gaussians of the unlearned models' and the oracles' margins without the attacked "
+              "pair (one global variance per group below N = 32); ideal accuracy = AUC = 0.5, [AUC's 95% interval "
+              "from resampling the forget examples]. Exact retraining: N more Retrain seeds (N..2N-1)."]
+    lines += [f"- {note}" for note in scores.notes]
+    lines += ["", "| models | needed | cached before | trained now |", "|---|---:|---:|---:|"]
+    lines += [f"| {kind} | {c['needed']} | {c['cached']} | {c['trained']} |" for kind, c in counts.items()]
+    lines += ["", "Seconds: " + ", ".join(f"{name} {value:.1f}" for name, value in seconds.items())]
+    return "\n".join(lines) + "\n"
+
+
+def print_summary(target: Target, scores, counts, seconds, folder: Path) -> None:
+    print(summary_markdown(target, scores, counts, seconds), flush=True)
+    print(f"written: {folder}/ (figures.json, per_example.parquet, summary.md, PNGs)", file=sys.stdout, flush=True)
