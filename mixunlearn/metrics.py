@@ -52,9 +52,9 @@ ATTACK_METRICS = ("mia_efficacy", "asr", "avg_gap", *DU_METRICS, "mia_efficacy_s
 # ---- forward passes --------------------------------------------------------------------------
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, data: ImageData, images_uint8: torch.Tensor, *,
-                  batch_size: int = 1024) -> torch.Tensor:
-    """Softmax outputs, float32 [n, K], on the images' device; batched, bf16 autocast on CUDA.
+def predict_logits(model: nn.Module, data: ImageData, images_uint8: torch.Tensor, *,
+                   batch_size: int = 1024) -> torch.Tensor:
+    """Logits as float32 [n, K], on the images' device; batched, bf16 autocast on CUDA.
 
     `data` is the ImageData the images come from (its normalize() is applied per batch). The model is
     put in eval mode for the pass and handed back in the mode it came in.
@@ -63,32 +63,43 @@ def predict_probs(model: nn.Module, data: ImageData, images_uint8: torch.Tensor,
     was_training = model.training
     model.eval()
     try:
-        probs = []
+        logits = []
         for start in range(0, len(images_uint8), batch_size):
             batch = data.normalize(images_uint8[start:start + batch_size])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(batch)
-            probs.append(logits.float().softmax(dim=1))
+                logits.append(model(batch).float())
     finally:
         model.train(was_training)
-    if not probs:
+    if not logits:
         return torch.empty(0, 0, device=device)
-    return torch.cat(probs)
+    return torch.cat(logits)
+
+
+def predict_probs(model: nn.Module, data: ImageData, images_uint8: torch.Tensor, *,
+                  batch_size: int = 1024) -> torch.Tensor:
+    """Softmax outputs, float32 [n, K]: predict_logits' rows through softmax (a row-wise op, so the same
+    numbers as a softmax per batch)."""
+    logits = predict_logits(model, data, images_uint8, batch_size=batch_size)
+    return logits.softmax(dim=1) if logits.numel() else logits
 
 
 # ---- the whole evaluation -------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Outputs:
-    """One forward pass of a model over the training set and over the test set: float32 softmax, on the CPU."""
-    train_probs: np.ndarray   # [n_train, K]
+    """One forward pass of a model over the training set and over the test set: float32, on the CPU."""
+    train_probs: np.ndarray   # [n_train, K] softmax
     test_probs: np.ndarray    # [n_test, K]
+    train_logits: np.ndarray | None = None   # [n_train, K]: what the true-class margin reads (oracle_nll)
+    test_logits: np.ndarray | None = None
 
 
 def model_outputs(model: nn.Module, data: ImageData, *, batch_size: int = 1024) -> Outputs:
-    """The softmax outputs every metric derives from: the only part of evaluation that runs the model."""
-    return Outputs(predict_probs(model, data, data.train_images, batch_size=batch_size).cpu().numpy(),
-                   predict_probs(model, data, data.test_images, batch_size=batch_size).cpu().numpy())
+    """The logits and softmax outputs every metric derives from: the only part of evaluation that runs the model."""
+    train = predict_logits(model, data, data.train_images, batch_size=batch_size)
+    test = predict_logits(model, data, data.test_images, batch_size=batch_size)
+    return Outputs(train.softmax(dim=1).cpu().numpy(), test.softmax(dim=1).cpu().numpy(),
+                   train.cpu().numpy(), test.cpu().numpy())
 
 
 def evaluate(model: nn.Module, data: ImageData, split: ForgetSplit, *, batch_size: int = 1024,

@@ -64,6 +64,7 @@ class Prepared:
     split_path: Path
     original_metrics: dict[str, float] = field(default_factory=dict)
     retrain_metrics: dict[str, float] = field(default_factory=dict)
+    judge: Any = None   # cfg.judge_models > 0: the pool's OracleGaussians (mixunlearn/judge/objective.py)
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         """Every metric of `model`, avg_gap included (0 while Retrain's own metrics are being computed)."""
@@ -84,7 +85,17 @@ class Prepared:
                                                  seed=self.cfg.eval_seed, draws=self.cfg.attack_draws)}
         metrics["avg_gap"] = avg_gap(metrics, self.retrain_metrics) if self.retrain_metrics else 0.0
         metrics.update(du_objective(metrics, self.retrain_metrics))
+        if self.judge is not None and outputs.train_logits is not None:
+            metrics["oracle_nll"] = self.judge.nll(self.margins(outputs))
         return metrics
+
+    def margins(self, outputs: Outputs) -> Any:
+        """The true-class margin over every training point (split.train_labels) then every test point."""
+        import numpy as np
+
+        from .judge.margins import true_class_margin
+        return np.concatenate([true_class_margin(outputs.train_logits, self.split.train_labels.cpu().numpy()),
+                               true_class_margin(outputs.test_logits, self.data.test_labels.cpu().numpy())])
 
 
 def deterministic_kernels() -> None:
@@ -131,7 +142,24 @@ def prepare(cfg: UnlearnConfig, *, device: str | torch.device | None = None,
 
     stored = store.metrics(reference_metrics_inputs(prepared), evaluate_references, about={"device": str(device)})
     prepared.retrain_metrics, prepared.original_metrics = stored["retrain"], stored["original"]
+    if cfg.judge_models:
+        prepared.judge = oracle_judge(prepared, store)
     return prepared
+
+
+def oracle_judge(prepared: Prepared, store: ReferenceStore) -> Any:
+    """The oracle Gaussians of cfg.judge_models oracles of the audit pool: read from the store, where an audit
+    or a benchmark has trained them; a missing oracle is trained here, once per cluster under the store's lock."""
+    from .judge.audit import groups
+    from .judge.objective import oracle_gaussians
+    from .judge.pool import Pool
+
+    cfg = prepared.cfg
+    pool = Pool(cfg, prepared.data, prepared.split, store, models=cfg.judge_models)
+    for job in pool.oracles():
+        pool.run(job, device=prepared.device)
+    points = groups(prepared.split, n_test=len(prepared.data.test_labels), seed=cfg.eval_seed)
+    return oracle_gaussians(pool.margins(pool.oracles()), points)
 
 
 def reference_metrics_inputs(prepared: Prepared) -> dict[str, Any]:

@@ -36,7 +36,10 @@ from ._yaml import load_yaml
 _TOP_LEVEL = ("base", "methods", "budget", "seeds", "objective")
 # The objective's name in a plan -> (the reported metric, its direction). `du`: Deep Unlearn's choice of
 # the best trial, the Euclidean norm of its four minimised gaps (BASELINES.md).
-OBJECTIVES = {"avg_gap": Objective("avg_gap", "min"), "du": Objective("du_norm", "min")}
+# `oracle_nll`: the trial's margins against the audit pool's oracles (mixunlearn/judge/objective.py; needs
+# judge_models in the plan's base).
+OBJECTIVES = {"avg_gap": Objective("avg_gap", "min"), "du": Objective("du_norm", "min"),
+              "oracle_nll": Objective("oracle_nll", "min")}
 # Common fields a plan may not set: each method space names its method, and `seeds:` sets the seed.
 _NOT_IN_BASE = ("method", "seed")
 
@@ -76,6 +79,9 @@ def load_benchmark_plan(path: str | Path) -> BenchmarkPlan:
     base = _common_base(document.get("base") or {}, path)
     budget = sweep_defaults(document.get("budget"), path, key="budget", error=PlanError)
     objective = _objective(document.get("objective", "avg_gap"), path)
+    if objective == "oracle_nll" and int(base.get("judge_models", 0)) < 3:
+        raise PlanError(f"{path}: objective oracle_nll reads a pool of oracles; set judge_models: 16 (at least 3) "
+                        "in base")
     methods: list[BenchmarkMethod] = []
     entries = document.get("methods")
     if not isinstance(entries, list) or not entries:

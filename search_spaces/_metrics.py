@@ -21,6 +21,8 @@ METRICS: dict[str, str] = {
     "asr_std": "sample std of ASR over the attacker's draws",
     "du_mia_std": "sample std of Deep Unlearn's MIA term over the attacker's draws",
     "avg_gap": "mean |metric - Retrain's| over UA, RA, TA, MIA-Efficacy; lower is better",
+    "oracle_nll": "mean NLL of the model's true-class margins under the audit pool's oracle Gaussians (forget, retain, "
+                  "test points; needs judge_models >= 3); lower is better",
     "unlearn_seconds": "wall time of the unlearning loop, seconds",
     # Deep Unlearn's objective (mixunlearn/metrics.py du_objective), all minimised, in percentage points
     "du_retain_gap": "Deep Unlearn: |Acc(D_r) - Retrain's| / 3",
