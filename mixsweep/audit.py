@@ -380,3 +380,76 @@ def summary_markdown(target: Target, scores, counts, seconds) -> str:
 def print_summary(target: Target, scores, counts, seconds, folder: Path) -> None:
     print(summary_markdown(target, scores, counts, seconds), flush=True)
     print(f"written: {folder}/ (figures.json, per_example.parquet, summary.md, PNGs)", file=sys.stdout, flush=True)
+
+
+# ---- a benchmark's audits (plan key `audit: {models: N}`) ------------------------------------------------
+
+AUDIT_COLUMN_FIGURES = ("klom_forget_median", "ulira_auc")   # benchmark_table.AUDIT_COLUMNS' keys
+
+
+def finished_audit(client, *, parent_run_id: str, key: str):
+    """The FINISHED audit run of `key` under `parent_run_id`, or None."""
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    runs = client.search_runs([experiment], f"tags.`{AUDIT_TAG}` = '{key}' AND tags.`mlflow.parentRunId` = "
+                                            f"'{parent_run_id}' AND attributes.status = 'FINISHED'")
+    return runs[0] if runs else None
+
+
+def audit_benchmark_method(state, method: str, sweep, config: dict[str, Any]) -> bool:
+    """A benchmark method's winner (`config`, as its seed runs ran it) audited under the method's sweep run,
+    once: a finished audit of the same config is kept. Runs in the method's process, on the benchmark's Ray,
+    with the benchmark's resources per task. True when the audit is there."""
+    from mlflow.tracking import MlflowClient
+
+    models = int(state.identity["audit"]["models"])
+    target = Target(UnlearnConfig.from_dict(config), method, state.tracking_uri, sweep.parent_run_id,
+                    state.references)
+    if finished_audit(MlflowClient(state.tracking_uri), parent_run_id=sweep.parent_run_id,
+                      key=audit_key(target.cfg, models, METRICS)) is not None:
+        print(f"{method}: audit of its winner against {models} oracles already recorded", flush=True)
+        return True
+    print(f"{method}: auditing its winner against {models} oracles", flush=True)
+    audit(target, models=models, cpus=state.cpus_per_trial, gpus=state.gpus_per_trial,
+          folder=state.folder / "audits" / method, cache_dir=state.cache_dir)
+    return True
+
+
+def benchmark_audits(state) -> dict[str, dict[str, Any]]:
+    """Row name (a method, "f_D", "Retrain") -> the audit columns as tables.Stat (value and interval), from
+    each method's finished audit; {} for a plan without an audit. f_D's and exact retraining's figures are
+    the same in every audit of one pool: the first method's are read."""
+    from mlflow.tracking import MlflowClient
+
+    from .benchmark import method_sweep_state
+    from .tables import ORIGINAL, RETRAIN, Stat
+
+    if not state.identity.get("audit"):
+        return {}
+    models = int(state.identity["audit"]["models"])
+    client = MlflowClient(state.tracking_uri)
+    out: dict[str, dict[str, Any]] = {}
+
+    def stats(metrics: dict[str, float], row: str) -> dict[str, Any]:
+        return {name: Stat(metrics.get(f"{row}/{name}", math.nan), math.nan, models,
+                           metrics.get(f"{row}/{name}_low", math.nan), metrics.get(f"{row}/{name}_high", math.nan))
+                if math.isfinite(metrics.get(f"{row}/{name}", math.nan)) else Stat(math.nan, math.nan, 0)
+                for name in AUDIT_COLUMN_FIGURES}
+
+    for method in state.methods:
+        sweep = method_sweep_state(state, method)
+        if sweep is None:
+            continue
+        experiment = sweep.experiment_id
+        runs = client.search_runs([experiment], f"tags.`mixsweep.kind` = '{KIND}' AND tags.`mlflow.parentRunId` = "
+                                                f"'{sweep.parent_run_id}' AND attributes.status = 'FINISHED'")
+        if not runs:
+            continue
+        metrics = runs[0].data.metrics
+        out[method] = stats(metrics, method)
+        out.setdefault(ORIGINAL, stats(metrics, ORIGINAL_ROW))
+        out.setdefault(RETRAIN, stats(metrics, RETRAIN_ROW))
+        out.setdefault(NOISE_ROW, stats(metrics, NOISE_ROW))
+    return out
+
+
+NOISE_ROW = "noise"   # mixunlearn/judge/audit.py NOISE: KLOM between two halves of the oracles

@@ -30,6 +30,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from mixunlearn.judge.audit import NOT_APPLICABLE as ULIRA_NOT_APPLICABLE
 from mixunlearn.judge.intervals import beats, confident_ranks
 
 from .tables import (INTERVAL_TEXT, NA, NO_RETRAIN_DELTA, ORIGINAL, PAPER_COLUMNS, RETRAIN, Stat,
@@ -99,6 +100,7 @@ class BenchmarkTable:
     rows: list[BenchmarkRow]        # Retrain, then f_D and the methods by confident rank (NaN last)
     retrain_seconds: float          # Retrain's training wall time, the RTE ratio's denominator
     audit: bool = False             # the rows carry an audit's KLOM and U-LiRA columns
+    noise_floor: Stat | None = None   # the audit's KLOM between two halves of the oracles (forget points)
 
     @property
     def columns(self) -> list[Column]:
@@ -154,6 +156,12 @@ class BenchmarkTable:
         if unmarked:
             lines.append(f"No cell is bold in {', '.join(unmarked)}: the intervals of the rows nearest "
                          f"{RETRAIN} (or the ideal) overlap, so no row is closest with confidence.")
+        if self.audit and self.noise_floor is not None and self.noise_floor.n:
+            lines.append(f"KLOM's noise floor (two halves of the oracles, forget points): "
+                         f"{mean_ci(self.noise_floor, digits=3)}; a KLOM inside it is as close to retraining as "
+                         "this pool can tell.")
+        if self.audit and self.task_kind == "class":
+            lines.append(ULIRA_NOT_APPLICABLE)
         lines += [f"{row.label}: n = {len(row.seeds)} of {len(row.seeds) + len(row.excluded)} seeds (seed"
                   f"{'s' if len(row.excluded) > 1 else ''} {', '.join(map(str, row.excluded))} left out: a "
                   "non-finite value, a diverged run)" for row in self.methods if row.excluded]
@@ -228,9 +236,11 @@ def benchmark_table(methods: list[MethodRuns], *, original: dict[str, float], re
     """Retrain's row (the yardstick), f_D's (one model, ranked like a method) and every method's summary
     over its seeds, ranked with confidence.
 
-    audits: row name (a method's name, "f_D", "Retrain") -> an audit's figures (AUDIT_COLUMNS keys) as Stats
-    with their model-bootstrap intervals; the columns appear when any row has one."""
-    audits = audits or {}
+    audits: row name (a method's name, "f_D", "Retrain": exact retraining) -> an audit's figures (AUDIT_COLUMNS
+    keys) as Stats with their intervals, and "noise" -> KLOM's noise floor; the columns appear when any row
+    has one (mixsweep/audit.py benchmark_audits)."""
+    audits = dict(audits or {})
+    noise = audits.pop("noise", {}).get("klom_forget_median")
     audit = bool(audits)
     columns = columns_for(task_kind, audit=audit)
     names = [m.name for m in methods]
@@ -269,7 +279,7 @@ def benchmark_table(methods: list[MethodRuns], *, original: dict[str, float], re
     # By rank, then mean Avg. Gap (a row with none last); ties keep the given order (f_D first).
     ranked.sort(key=lambda row: (row.rank, *gap_order(row)))
     return BenchmarkTable(task_kind=task_kind, rows=[retrain_row, *ranked], retrain_seconds=retrain_seconds,
-                          audit=audit)
+                          audit=audit, noise_floor=noise)
 
 
 def finished(metrics: dict[str, float], judged: list[str]) -> bool:

@@ -192,3 +192,29 @@ def test_figures_are_written_as_pngs(table, tmp_path):
             assert image.size[0] > 300 and image.size[1] > 200
             assert sum(1 for count in image.convert("L").histogram() if count) > 10   # drawn on, not a blank canvas
             assert all(title in image.text["Description"] for title in trials)   # the methods it draws
+
+
+def test_audit_columns_show_klom_and_ulira_with_intervals_and_the_noise_floor():
+    from mixsweep.tables import Stat
+
+    def stat(value, low, high):
+        return Stat(value, math.nan, 16, low, high)
+    audits = {"ga": {"klom_forget_median": stat(1.1, 0.6, 4.0), "ulira_auc": stat(0.84, 0.73, 0.92)},
+              "l1_sparse": {"klom_forget_median": stat(0.2, 0.1, 0.3), "ulira_auc": stat(0.55, 0.47, 0.60)},
+              "f_D": {"klom_forget_median": stat(1.2, 0.6, 4.1), "ulira_auc": stat(0.85, 0.74, 0.93)},
+              "Retrain": {"klom_forget_median": stat(0.13, 0.06, 0.2), "ulira_auc": stat(0.53, 0.46, 0.59)},
+              "noise": {"klom_forget_median": stat(0.26, 0.10, 0.40)}}
+    table = benchmark_table(METHODS, original=ORIGINAL, retrain=RETRAIN, retrain_seconds=RETRAIN_SECONDS,
+                            task_kind="data", audits=audits)
+    markdown = table.markdown()
+    assert "| Avg. Gap | KLOM (forget, median) | U-LiRA AUC | RTE (s) |" in markdown
+    assert "| 1.200 [0.600, 4.100] | 0.850 [0.740, 0.930] |" in next(
+        line for line in markdown.splitlines() if "| f_D |" in line)
+    # ℓ1-sparse's KLOM [0.1, 0.3] lies below GA's and f_D's: bold; NegGrad+ has no audit: "–".
+    assert "| **0.200 [0.100, 0.300]** |" in next(line for line in markdown.splitlines() if "ℓ1-sparse" in line)
+    assert "| – | – |" in next(line for line in markdown.splitlines() if "NegGrad+" in line)
+    assert "KLOM's noise floor (two halves of the oracles, forget points): 0.260 [0.100, 0.400]" in markdown
+    assert "U-LiRA is not applicable" not in markdown
+    klass = benchmark_table(METHODS, original=ORIGINAL, retrain=RETRAIN, retrain_seconds=RETRAIN_SECONDS,
+                            task_kind="class", audits=audits)
+    assert "U-LiRA is not applicable on class forgetting" in klass.markdown()
