@@ -193,3 +193,19 @@ def test_a_killed_audit_resumes_without_training_again_and_matches_an_uninterrup
     key = client.get_run(whole.run_id).data.tags["mixsweep.audit_key"]
     runs = client.search_runs([experiment], f"tags.`mixsweep.audit_key` = '{key}'")
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]   # the resumed one and `whole`
+
+
+def test_a_sweep_is_audited_by_its_best_config_under_its_run_and_class_forgetting_has_no_ulira(
+        recorded_sweep, local_ray, tmp_path, capsys):
+    state, _ = recorded_sweep
+    out = tmp_path / "audit"
+    assert main(["audit", state.name, "--storage", state.storage, "--models", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    recorded = json.loads((out / "figures.json").read_text())
+    figures = recorded["figures"]
+    assert math.isfinite(figures[f"{state.name}/klom_forget_median"]) and math.isnan(figures["f_D/ulira_auc"])
+    assert "U-LiRA is not applicable on class forgetting" in printed and not (out / "roc.png").exists()
+    client = MlflowClient(state.tracking_uri)
+    [run] = client.search_runs([state.experiment_id], f"tags.`mixsweep.kind` = 'audit' AND "
+                                                      f"tags.`mlflow.parentRunId` = '{state.parent_run_id}'")
+    assert run.info.status == "FINISHED" and run.data.params["audited"] == state.name
