@@ -25,6 +25,8 @@ after, so every metric of every audit reads the same numbers. A killed audit kee
 """
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,8 +136,10 @@ class Pool:
             self.run(Job(ORIGINAL, job.seed), device=device)   # a no-op once the original is stored
         inputs = self.inputs(job)
         found = self.store.find(inputs)
-        trained = found is None
         entry = found or self.store.entry(inputs, self.trainer(job, data, device), about={"device": str(device)})
+        # Trained here, not by another process that held the lock first: the record names its trainer.
+        trained = found is None and entry.record.get("pid") == os.getpid() and \
+            entry.record.get("host") == socket.gethostname()
         margins_inputs = self.margins_inputs(entry.sha256)
         started = time.perf_counter()
         margins = self.store.entry(margins_inputs, lambda: {"phi": torch.from_numpy(model_margins(
