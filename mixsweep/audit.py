@@ -42,7 +42,9 @@ from .errors import UsageError
 METRICS = ("klom", "ulira")
 AUDIT_TAG = "mixsweep.audit_key"   # sha256 of (config, N, metrics): a resumed audit finds its run by it
 KIND = "audit"
-ROWS = ("f_D", "retrain")          # the rows scored like methods in every audit (ORIGINAL_ROW, RETRAIN_ROW)
+# The rows scored like methods in every audit, named so that no method (mixunlearn.methods.METHODS: "retrain"
+# among them) can take their place: doing nothing, and exact retraining (the held-out oracles).
+ROWS = ("f_D", "exact_retraining")
 ORIGINAL_ROW, RETRAIN_ROW = ROWS
 
 
@@ -257,6 +259,7 @@ def audit(target: Target, *, models: int, metrics: tuple[str, ...] = METRICS, cp
 def score_target(pool, target: Target, metrics: tuple[str, ...]):
     from mixunlearn.judge.audit import groups, score
 
+    assert target.label not in ROWS, f"a method row may not be named {target.label!r}"
     rows = {target.label: pool.margins(pool.unlearned(target.cfg)), ORIGINAL_ROW: pool.margins(pool.originals()),
             RETRAIN_ROW: pool.margins(pool.heldout())}
     points = groups(pool.split, n_test=len(pool.data.test_labels), seed=target.cfg.eval_seed)

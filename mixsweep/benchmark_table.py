@@ -180,7 +180,9 @@ class BenchmarkTable:
                         self.retrain_seconds > 0 else "not known: no ratio")
         audit = (" KLOM: median over the forget points of KL(oracles || unlearned models) of the true-class "
                  "margin (0 ideal); U-LiRA AUC: per-example likelihood-ratio attack, unlearned models against "
-                 "oracles (0.5 ideal); both over the audit's pool, with model-bootstrap intervals."
+                 "oracles (0.5 ideal); both over the audit's pool of N models each, KLOM's interval from resampling the forget "
+                 "points, U-LiRA's from resampling the forget examples; Retrain's row: exact retraining (N more "
+                 "Retrain seeds)."
                  if self.audit else "")
         lines += ["", f"Mean [{INTERVAL_TEXT}] over the seeds each method finished ({NA}: one seed, no interval); "
                   "f_D and Retrain are one model each. Accuracies, MIA-Efficacy and ASR in %; Avg. Gap = mean |UA, "

@@ -1,7 +1,7 @@
 """Scoring an audit: each row (a method, doing nothing, exact retraining) against the pool's oracles.
 
     points = groups(split, n_test=len(data.test_labels), seed=cfg.eval_seed)
-    scores = score({"ga": ga_phi, "f_D": originals_phi, "retrain": heldout_phi}, oracles_phi, points,
+    scores = score({"ga": ga_phi, "f_D": originals_phi, "exact_retraining": heldout_phi}, oracles_phi, points,
                    ulira_applicable=not split.forget_classes)
     scores.figures()            # {"ga/klom_forget_median": ..., "noise/klom_forget_median": ..., ...}
     scores.per_example()        # a pyarrow Table: one row per (row, group, point)

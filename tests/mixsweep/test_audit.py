@@ -81,14 +81,14 @@ def first_audit(local_ray, mlflow_server, cache_dir, method_run, tmp_path_factor
 def test_exact_retraining_is_within_the_noise_floor_and_doing_nothing_is_not(first_audit):
     f = first_audit.figures
     # KLOM: exact retraining's median lies inside the noise floor's interval; f_D's far above it.
-    assert f["retrain/klom_forget_median"] <= f["noise/klom_forget_median_high"]
-    assert f["retrain/klom_retain_median"] <= f["noise/klom_retain_median_high"]
+    assert f["exact_retraining/klom_forget_median"] <= f["noise/klom_forget_median_high"]
+    assert f["exact_retraining/klom_retain_median"] <= f["noise/klom_retain_median_high"]
     assert f["f_D/klom_forget_median"] >= DOING_NOTHING_KLOM_RATIO * f["noise/klom_forget_median"]
     assert f["f_D/klom_forget_median_low"] > f["noise/klom_forget_median_high"]
     # U-LiRA: exact retraining is at chance, doing nothing is found.
-    assert abs(f["retrain/ulira_accuracy"] - 0.5) <= ULIRA_CHANCE_MARGIN
-    assert f["retrain/ulira_auc_low"] <= 0.5 <= f["retrain/ulira_auc_high"] + 0.05
-    assert f["f_D/ulira_auc"] >= DOING_NOTHING_AUC and f["f_D/ulira_auc_low"] > f["retrain/ulira_auc_high"]
+    assert abs(f["exact_retraining/ulira_accuracy"] - 0.5) <= ULIRA_CHANCE_MARGIN
+    assert f["exact_retraining/ulira_auc_low"] <= 0.5 <= f["exact_retraining/ulira_auc_high"] + 0.05
+    assert f["f_D/ulira_auc"] >= DOING_NOTHING_AUC and f["f_D/ulira_auc_low"] > f["exact_retraining/ulira_auc_high"]
     assert f["f_D/ulira_accuracy"] > 0.5 + ULIRA_CHANCE_MARGIN
     assert first_audit.counts["originals"]["needed"] == MODELS and first_audit.counts["unlearned"]["trained"] == MODELS
 
@@ -110,7 +110,7 @@ def test_the_audit_is_one_mlflow_run_under_the_methods_run_with_its_files(first_
     rows = table.to_pydict()
     forget_ga = [i for i, (r, g) in enumerate(zip(rows["row"], rows["group"])) if r == "ga" and g == "forget"]
     assert len(forget_ga) == 20 and all(math.isfinite(rows["ulira_auc"][i]) for i in forget_ga)
-    assert set(rows["row"]) == {"ga", "f_D", "retrain"} and set(rows["group"]) == {"forget", "retain", "test"}
+    assert set(rows["row"]) == {"ga", "f_D", "exact_retraining"} and set(rows["group"]) == {"forget", "retain", "test"}
 
 
 def test_a_second_method_trains_no_original_and_no_oracle(first_audit, local_ray, mlflow_server, cache_dir,
@@ -126,7 +126,7 @@ def test_a_second_method_trains_no_original_and_no_oracle(first_audit, local_ray
     for key, record in before.items():   # the pool's records untouched: the same weights, trained once
         assert after[key]["sha256"] == record["sha256"] and after[key].get("trained_at") == record.get("trained_at")
     # The rows every audit shares are the same numbers.
-    for name in ("f_D/klom_forget_median", "retrain/ulira_auc", "noise/klom_forget_median"):
+    for name in ("f_D/klom_forget_median", "exact_retraining/ulira_auc", "noise/klom_forget_median"):
         assert result.figures[name] == first_audit.figures[name]
 
 
