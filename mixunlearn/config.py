@@ -110,6 +110,11 @@ class UnlearnConfig:
     device: str = "auto"               # "auto" = cuda if available, else cpu; a trial passes Ray's device
     eval_batch_size: int = 1024        # batched forward passes for evaluation and cached f_D outputs
     mia_samples: int = 5000            # cap per side for the ASR / MIA attackers' training sets
+    eval_seed: int = 0                 # seeds the population attackers' draws (MIA-Efficacy, ASR, DU's MIA), never
+                                       # `seed`: one model gets one number whatever run produced it
+    attack_draws: int = 5              # attacker draws averaged per evaluation; their spread is reported (*_std)
+    judge_models: int = 0              # N > 0: each evaluation also reports oracle_nll, the model's margins under the
+                                       # N oracles of the audit pool (mixunlearn/judge/objective.py); 0 = none
 
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -216,7 +221,7 @@ class UnlearnConfig:
         for name in ("train_subset", "test_subset"):
             need(getattr(self, name) >= 0, name, "use 0 for the whole set or a positive count per class")
         for name in ("ref_epochs", "ref_batch_size", "epochs", "batch_size", "gen_interval", "gen_steps",
-                     "eval_batch_size", "mia_samples"):
+                     "eval_batch_size", "mia_samples", "attack_draws"):
             need(getattr(self, name) >= 1, name, "it must be a positive integer")
         for name in ("alpha", "tau_gen", "tau_mix", "tau_real", "sharpen_T", "lr_unlearner", "lr_generator",
                      "ref_lr"):
@@ -224,6 +229,8 @@ class UnlearnConfig:
         need(self.omega >= 0, "omega", "it must be >= 0 (0 disables L_real)")
         need(self.mask_lambda_weight >= 0, "mask_lambda_weight", "it must be >= 0 (0 disables the mask regulariser)")
         need(self.ref_weight_decay >= 0, "ref_weight_decay", "it must be >= 0")
+        need(self.judge_models == 0 or self.judge_models >= 3, "judge_models",
+             "use 0 (no oracle objective) or a pool of at least 3 oracles (16 or more to be stable)")
         need(0.0 <= self.ema_momentum < 1.0, "ema_momentum", "it must lie in [0, 1)")
         need(self.use_mix_loss or self.omega > 0, "omega", "with use_mix_loss = false, omega must be > 0 "
              "or nothing is optimised")
