@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from mixunlearn.judge.audit import NOT_APPLICABLE as ULIRA_NOT_APPLICABLE
 from mixunlearn.judge.intervals import beats, confident_ranks
 
-from .tables import (INTERVAL_TEXT, NA, NO_RETRAIN_DELTA, ORIGINAL, PAPER_COLUMNS, RETRAIN, Stat,
+from .tables import (INTERVAL_TEXT, NA, ORIGINAL, PAPER_COLUMNS, RETRAIN, Stat,
                      confidently_closest, csv_cell, mean_ci)
 
 RTE_RATIO = "rte_ratio"   # unlearn_seconds / Retrain's training seconds: not logged, derived here

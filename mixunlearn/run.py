@@ -37,7 +37,7 @@ from .reference import References, reference_models, tensor_digest
 from .reference_store import ReferenceStore
 from .tasks import ForgetSplit, make_split
 from .methods import METHODS, build_method
-from .table import COLUMNS, format_table
+from .table import format_table
 
 # Bump when a change to metrics.py or to Prepared.evaluate changes the numbers of the same references:
 # the stored reference metrics of the old format are then never read.

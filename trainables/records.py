@@ -35,7 +35,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mlflow
 import yaml
 from mlflow.entities import Metric, Param, RunStatus, ViewType
 from mlflow.tracking import MlflowClient
