@@ -25,8 +25,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mixsweep.audit import Target, audit
+from mixsweep import provenance
 from mixsweep.cli import main
 from mixunlearn.config import UnlearnConfig
+from trainables import records
 
 pytestmark = pytest.mark.slow
 
@@ -233,3 +235,10 @@ def test_a_sweep_is_audited_by_its_best_config_under_its_run_and_class_forgettin
     [run] = client.search_runs([state.experiment_id], f"tags.`mixsweep.kind` = 'audit' AND "
                                                       f"tags.`mlflow.parentRunId` = '{state.parent_run_id}'")
     assert run.info.status == "FINISHED" and run.data.params["audited"] == state.name
+    # The audit's run sits among the trials' runs but is not one: reading the sweep afterwards still sees
+    # its trials only (an audit run counted as a trial broke export, --register and the console's best line).
+    trials = client.search_runs([state.experiment_id], records.trial_runs_of(state.parent_run_id))
+    assert trials and run.info.run_id not in {t.info.run_id for t in trials}
+    assert set(provenance.children_tags(client, experiment_id=state.experiment_id,
+                                        parent_run_id=state.parent_run_id)) == {t.info.run_name for t in trials}
+    assert main(["export", state.name, "--storage", state.storage]) == 0
