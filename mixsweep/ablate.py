@@ -297,7 +297,7 @@ def collect(state: sweep_state.SweepState, info: AblationInfo) -> list[RunMeasur
             for variant, config in info.configs.items() for seed in info.seeds}
     client = records.client(state.tracking_uri)
     children = client.search_runs(
-        [state.experiment_id], filter_string=f"tags.`{records.PARENT_TAG}` = '{state.parent_run_id}' "
+        [state.experiment_id], filter_string=f"{records.trial_runs_of(state.parent_run_id)} "
                                              "AND attributes.status = 'FINISHED'",
         run_view_type=ViewType.ACTIVE_ONLY, max_results=10_000)
     latest: dict[tuple[str, int], Any] = {}

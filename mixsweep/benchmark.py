@@ -281,7 +281,12 @@ def method_main(argv: list[str]) -> int:
             config = best_config(sweep)
             if config is None:
                 return 0
-            return 0 if run_seeds(state, method, sweep, config) else EXIT_INCOMPLETE
+            done = run_seeds(state, method, sweep, config)
+            # issue 18 (mixsweep/audit.py): a plan's `audit: {models: N}` audits the winner after its seed runs
+            if done and state.identity.get("audit"):
+                from .audit import audit_benchmark_method
+                done = audit_benchmark_method(state, method, sweep, config)
+            return 0 if done else EXIT_INCOMPLETE
     except UsageError as error:
         print(f"mixsweep: error: {error}", flush=True)
         return 2
@@ -478,8 +483,10 @@ def retrain_seconds(state: BenchmarkState, sha256: str) -> float:
 
 def build_table(state: BenchmarkState) -> tuple[Any, Collected]:
     collected = collect(state)
+    from .audit import benchmark_audits   # issue 18: the audit's KLOM and U-LiRA columns, when the plan has one
     table = benchmark_table(collected.methods, original=collected.original, retrain=collected.retrain,
-                            retrain_seconds=collected.retrain_seconds, task_kind=collected.task_kind)
+                            retrain_seconds=collected.retrain_seconds, task_kind=collected.task_kind,
+                            audits=benchmark_audits(state))
     return table, collected
 
 

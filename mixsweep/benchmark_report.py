@@ -2,10 +2,10 @@
 
     paths = write_figures(folder, table, trials, objective="avg_gap", mode="min", footer=footer)
 
-- `avg_gap.png`: each method's mean Avg. Gap over its seeds with ± sample-std error bars, best on top,
+- `avg_gap.png`: each method's mean Avg. Gap over its seeds with its 95% interval as error bars, best on top,
   f_D's gap dashed (what not unlearning at all scores; Retrain's is 0).
 - `cost_quality.png`: RTE (unlearning seconds, log scale) against Avg. Gap, one labelled point per
-  method with ± std bars both ways; Retrain's training time dashed. Down and left is better.
+  method with its 95% intervals both ways; Retrain's training time dashed. Down and left is better.
 - `budget.png`: each method's best-so-far sweep objective over its completed trials against its trial
   number (trials in start order; one fidelity: a trial ASHA stopped, diverged or failed has no final
   value and is skipped). A curve still falling at the last trial says the budget was too small.
@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .benchmark_table import BenchmarkTable, BenchmarkRow
 from .figures import BEST, OTHER, best_so_far, save
-from .tables import ORIGINAL
+from .tables import Stat
 
 
 def write_figures(folder: Path, table: BenchmarkTable, trials: dict[str, list[float]], *, objective: str,
@@ -46,6 +46,18 @@ def finite_or_zero(value: float) -> float:
     return value if math.isfinite(value) else 0.0
 
 
+def bar(stat: Stat) -> tuple[float, float]:
+    """The (below, above) error bar of a Stat's 95% interval around its mean; 0 where not known."""
+    if not stat.interval.known:
+        return 0.0, 0.0
+    return max(stat.mean - stat.low, 0.0), max(stat.high - stat.mean, 0.0)
+
+
+def bars(stats: list[Stat]) -> list[list[float]]:
+    below_above = [bar(s) for s in stats]
+    return [[b for b, _ in below_above], [a for _, a in below_above]]
+
+
 def label_of(row: BenchmarkRow) -> str:
     return row.label if not row.excluded else f"{row.label} ({row.seed_count} seeds)"
 
@@ -56,13 +68,13 @@ def avg_gap_bars(path: Path, table: BenchmarkTable, *, footer: str) -> Path:
     ax = fig.subplots()
     ys = list(range(len(methods)))
     ax.barh(ys, [finite_or_zero(r.stats["avg_gap"].mean) for r in methods],
-            xerr=[finite_or_zero(r.stats["avg_gap"].std) for r in methods], capsize=3, color=OTHER)
-    original = next(r for r in table.rows if r.rank is None and r.name == ORIGINAL).stats["avg_gap"].mean
+            xerr=bars([r.stats["avg_gap"] for r in methods]), capsize=3, color=OTHER)
+    original = table.original_row.stats["avg_gap"].mean
     if math.isfinite(original):
         ax.axvline(original, color=BEST, linestyle="--", linewidth=1, label="f_D (no unlearning)")
         ax.legend(fontsize=7)
     ax.set_yticks(ys, [label_of(r) for r in methods], fontsize=8)
-    ax.set_xlabel("Avg. Gap to Retrain (mean ± sample std over seeds; lower is better)")
+    ax.set_xlabel("Avg. Gap to Retrain (mean and 95% interval over seeds; lower is better)")
     fig.suptitle("Benchmark: Avg. Gap per method, ranked")
     return save(fig, path, footer, metadata=described([r.label for r in table.methods]))
 
@@ -73,7 +85,7 @@ def cost_quality(path: Path, table: BenchmarkTable, *, footer: str) -> Path:
     drawn = [r for r in table.methods if r.stats["unlearn_seconds"].mean > 0 and math.isfinite(r.stats["avg_gap"].mean)]
     for row in drawn:
         seconds, gap = row.stats["unlearn_seconds"], row.stats["avg_gap"]
-        ax.errorbar(seconds.mean, gap.mean, xerr=finite_or_zero(seconds.std), yerr=finite_or_zero(gap.std),
+        ax.errorbar(seconds.mean, gap.mean, xerr=bars([seconds]), yerr=bars([gap]),
                     fmt="o", color=OTHER, capsize=3, markersize=5)
         ax.annotate(label_of(row), (seconds.mean, gap.mean), textcoords="offset points", xytext=(5, 4), fontsize=8)
     if table.retrain_seconds > 0:

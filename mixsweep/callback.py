@@ -111,7 +111,7 @@ def close_leftovers(trials: list[Trial], *, tracking_uri: str, experiment_id: st
 def close_lost_runs(client, known: set[str], *, experiment_id: str, parent_run_id: str) -> None:
     """Close KILLED the open runs of trials Tune no longer knows: a driver killed before Tune saved its
     state loses the trials it had started since, and the resumed sweep draws new ones instead."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{records.PARENT_TAG}` = '{parent_run_id}' "
+    runs = client.search_runs([experiment_id], filter_string=f"{records.trial_runs_of(parent_run_id)} "
                               "AND attributes.status = 'RUNNING'", run_view_type=ViewType.ALL)
     for run in runs:
         if run.data.tags.get(records.TRIAL_TAG) not in known:

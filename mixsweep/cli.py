@@ -10,6 +10,7 @@
     mixsweep report quick
     mixsweep compare quick sweeps/paper/export/best.yaml
     mixsweep benchmark quick
+    mixsweep audit sweeps/quick/export/best.yaml --models 16 [--metrics klom,ulira] [--dry-run]
 
 Environment: MIXSWEEP_STORAGE (default of --storage), MLFLOW_TRACKING_URI (of --tracking-uri),
 RAY_ADDRESS (of --address), MIXSWEEP_CACHE (each machine's cache), MIXSWEEP_REFERENCES (of
@@ -100,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "avg_gap) as a version of NAME, aliased by the method")
     _common(benchmark, address=True, storage=True, tracking=True, references=True)
 
+    audit = commands.add_parser("audit", help="judge a config against N oracles: KLOM and U-LiRA over a pool of "
+                                              "originals, oracles and the method's unlearned models")
+    audit.add_argument("source", help="a config YAML (e.g. an exported best.yaml) or a sweep name under --storage "
+                                      "(its best config)")
+    audit.add_argument("--models", type=int, required=True, help="N: originals, oracles and unlearned models per "
+                                                                 "pool (at least 3; 16 or more to separate methods)")
+    audit.add_argument("--metrics", help="comma-separated subset of klom,ulira (default: both)")
+    audit.add_argument("--dry-run", action="store_true", help="print the trainings and unlearning runs needed, how "
+                                                              "many are cached and an estimate of their time; start "
+                                                              "nothing")
+    audit.add_argument("--out", help="the audit's folder (default: audits/<name>-N<models>)")
+    audit.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per training task = its torch threads")
+    audit.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per training task; fractions share "
+                                                                         "a GPU")
+    _common(audit, address=True, storage=True, tracking=True, references=True)
+
     report = commands.add_parser("report", help="a Markdown + PNG report folder of a sweep, ablation or benchmark")
     report.add_argument("sweep", help="a sweep, ablation or benchmark name under --storage, or its folder")
     report.add_argument("--out", help="the report folder (default: <sweep folder>/report)")
@@ -172,6 +189,17 @@ def preflight(args: argparse.Namespace) -> None:
         from .benchmark_state import resolve_plan
 
         load_benchmark_plan(resolve_plan(args.plan))
+    elif args.command == "audit":
+        from .audit import parse_metrics
+
+        if args.models < 3:
+            raise UsageError(f"--models {args.models}: an audit needs at least 3 models per pool (U-LiRA leaves a "
+                             "pair out); 16 or more separate methods")
+        parse_metrics(args.metrics)
+        if not Path(args.source).expanduser().is_file():
+            from .state import load
+
+            load(args.source, args.storage)
     elif args.command in ("export", "resume", "report"):
         from .benchmark_state import find
         from .state import load
@@ -253,6 +281,12 @@ def dispatch(args: argparse.Namespace) -> int:
             from .registry import register_ablation
             for registered in register_ablation(result.state, name=args.register):
                 print(f"registered: {registered.uri}  (version {registered.version}, run {registered.run_id})")
+        return 0
+    if args.command == "audit":
+        from .audit import run_audit
+        run_audit(args.source, models=args.models, metrics=args.metrics, dry_run=args.dry_run, storage=args.storage,
+                  tracking_uri=args.tracking_uri, address=args.address, references=args.references,
+                  cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, out=args.out)
         return 0
     if args.command == "report":
         from .benchmark_state import find

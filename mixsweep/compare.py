@@ -36,7 +36,8 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 HEADER_RUN = re.compile(r"MLflow run ([0-9a-f]{32})")
 # Common fields that change neither the split nor f_D / Retrain (a method's own fields never do): runs
 # differing only in these share the Retrain row.
-NOT_REFERENCE = {"method", "targets", "seed", "device", "eval_batch_size", "mia_samples", "data_root"}
+NOT_REFERENCE = {"method", "targets", "seed", "device", "eval_batch_size", "mia_samples", "data_root", "eval_seed",
+                 "attack_draws"}
 REFERENCE_FIELDS = [name for name in UnlearnConfig.common_fields() if name not in NOT_REFERENCE]
 
 

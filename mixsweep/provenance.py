@@ -51,8 +51,8 @@ def refuse_mixed_references(runs: Mapping[str, Mapping[str, str]], *, command: s
 
 
 def children_tags(client: MlflowClient, *, experiment_id: str, parent_run_id: str) -> dict[str, dict[str, str]]:
-    """{run name: tags} of every child run of a sweep or ablation."""
-    children = client.search_runs([experiment_id], filter_string=f"tags.`{records.PARENT_TAG}` = '{parent_run_id}'",
+    """{run name: tags} of every trial run of a sweep or ablation."""
+    children = client.search_runs([experiment_id], filter_string=records.trial_runs_of(parent_run_id),
                                   run_view_type=ViewType.ALL, max_results=10_000)
     tags: dict[str, dict[str, str]] = {}
     for child in children:

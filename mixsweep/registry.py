@@ -194,7 +194,7 @@ def register_ablation(state: sweep_state.SweepState, *, name: str) -> list[Regis
     keys = {run_key({**config, "seed": seed}): variant for variant, config in info.configs.items()
             for seed in info.seeds}
     children = records.client(state.tracking_uri).search_runs(
-        [state.experiment_id], filter_string=f"tags.`{records.PARENT_TAG}` = '{state.parent_run_id}' "
+        [state.experiment_id], filter_string=f"{records.trial_runs_of(state.parent_run_id)} "
                                              "AND attributes.status = 'FINISHED'", max_results=10_000)
     rows: dict[str, list[Any]] = {variant: [] for variant in info.variants}
     for run in children:

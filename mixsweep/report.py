@@ -107,7 +107,7 @@ def ablation_masks(state: sweep_state.SweepState, info) -> dict[str, Any]:
         client = records.client(state.tracking_uri)
         children = client.search_runs(
             [state.experiment_id], max_results=10_000,
-            filter_string=f"tags.`{records.PARENT_TAG}` = '{state.parent_run_id}' AND attributes.status = 'FINISHED'")
+            filter_string=f"{records.trial_runs_of(state.parent_run_id)} AND attributes.status = 'FINISHED'")
         series: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
         for variant in info.variants:
             runs = [r for r in children if r.data.tags.get(VARIANT_TAG) == variant]

@@ -66,6 +66,11 @@ class CommonFields:
     device: str = "auto"               # "auto" = cuda if available, else cpu; a trial passes Ray's device
     eval_batch_size: int = 1024        # batched forward passes for evaluation and cached f_D outputs
     mia_samples: int = 5000            # cap per side for the ASR / MIA attackers' training sets
+    eval_seed: int = 0                 # seeds the population attackers' draws (MIA-Efficacy, ASR, DU's MIA), never
+                                       # `seed`: one model gets one number whatever run produced it
+    attack_draws: int = 5              # attacker draws averaged per evaluation; their spread is reported (*_std)
+    judge_models: int = 0              # N > 0: each evaluation also reports oracle_nll, the model's margins under the
+                                       # N oracles of the audit pool (mixunlearn/judge/objective.py); 0 = none
 
     @classmethod
     def common_fields(cls) -> list[str]:
@@ -92,10 +97,12 @@ class CommonFields:
         need(0.0 < self.label_fraction <= 1.0, "label_fraction", "it must lie in (0, 1]")
         for name in ("train_subset", "test_subset"):
             need(getattr(self, name) >= 0, name, "use 0 for the whole set or a positive count per class")
-        for name in ("ref_epochs", "ref_batch_size", "eval_batch_size", "mia_samples"):
+        for name in ("ref_epochs", "ref_batch_size", "eval_batch_size", "mia_samples", "attack_draws"):
             need(getattr(self, name) >= 1, name, "it must be a positive integer")
         need(self.ref_lr > 0, "ref_lr", "it must be positive")
         need(self.ref_weight_decay >= 0, "ref_weight_decay", "it must be >= 0")
+        need(self.judge_models == 0 or self.judge_models >= 3, "judge_models",
+             "use 0 (no oracle objective) or a pool of at least 3 oracles (16 or more to be stable)")
 
 
 def check_hyper(hyper: Any, method: str) -> None:

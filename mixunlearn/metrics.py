@@ -9,7 +9,8 @@ evaluate() runs the model once over the training set and once over the test set 
 derives every metric from those softmax outputs, in two parts of very different cost:
 - `accuracies`: the accuracies and UA, RA, TA; a few numpy reductions, cheap enough for every epoch.
 - `attacks`: MIA-Efficacy (an SVM), ASR (a gradient-boosted classifier) and Deep Unlearn's MIA (a
-  logistic regression on the loss, 10-fold), trained afresh on the CPU; on a GPU they cost more than an
+  logistic regression on the loss, 10-fold), trained afresh on the CPU, their draws seeded by an evaluation
+  seed (not the run's) and averaged over several draws whose spread is reported; on a GPU they cost more than an
   unlearning epoch, so a sweep runs them only at the epochs it needs. `du_objective` turns DU's MIA and
   the accuracies into DU's four-term objective once Retrain's accuracies are known.
 The pieces they compose (accuracy, mia_efficacy, asr, du_mia, avg_gap) take plain numpy arrays, so each
@@ -45,15 +46,15 @@ GAP_METRICS = ("ua", "ra", "ta", "mia_efficacy")
 DU_METRICS = ("du_retain_gap", "du_forget_gap", "du_test_gap", "du_mia", "du_norm")
 # What only the CPU attackers give (avg_gap needs mia_efficacy, du_norm DU's MIA): absent at the epochs
 # they do not run.
-ATTACK_METRICS = ("mia_efficacy", "asr", "avg_gap", *DU_METRICS)
+ATTACK_METRICS = ("mia_efficacy", "asr", "avg_gap", *DU_METRICS, "mia_efficacy_std", "asr_std", "du_mia_std")
 
 
 # ---- forward passes --------------------------------------------------------------------------
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, data: ImageData, images_uint8: torch.Tensor, *,
-                  batch_size: int = 1024) -> torch.Tensor:
-    """Softmax outputs, float32 [n, K], on the images' device; batched, bf16 autocast on CUDA.
+def predict_logits(model: nn.Module, data: ImageData, images_uint8: torch.Tensor, *,
+                   batch_size: int = 1024) -> torch.Tensor:
+    """Logits as float32 [n, K], on the images' device; batched, bf16 autocast on CUDA.
 
     `data` is the ImageData the images come from (its normalize() is applied per batch). The model is
     put in eval mode for the pass and handed back in the mode it came in.
@@ -62,46 +63,59 @@ def predict_probs(model: nn.Module, data: ImageData, images_uint8: torch.Tensor,
     was_training = model.training
     model.eval()
     try:
-        probs = []
+        logits = []
         for start in range(0, len(images_uint8), batch_size):
             batch = data.normalize(images_uint8[start:start + batch_size])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(batch)
-            probs.append(logits.float().softmax(dim=1))
+                logits.append(model(batch).float())
     finally:
         model.train(was_training)
-    if not probs:
+    if not logits:
         return torch.empty(0, 0, device=device)
-    return torch.cat(probs)
+    return torch.cat(logits)
+
+
+def predict_probs(model: nn.Module, data: ImageData, images_uint8: torch.Tensor, *,
+                  batch_size: int = 1024) -> torch.Tensor:
+    """Softmax outputs, float32 [n, K]: predict_logits' rows through softmax (a row-wise op, so the same
+    numbers as a softmax per batch)."""
+    logits = predict_logits(model, data, images_uint8, batch_size=batch_size)
+    return logits.softmax(dim=1) if logits.numel() else logits
 
 
 # ---- the whole evaluation -------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Outputs:
-    """One forward pass of a model over the training set and over the test set: float32 softmax, on the CPU."""
-    train_probs: np.ndarray   # [n_train, K]
+    """One forward pass of a model over the training set and over the test set: float32, on the CPU."""
+    train_probs: np.ndarray   # [n_train, K] softmax
     test_probs: np.ndarray    # [n_test, K]
+    train_logits: np.ndarray | None = None   # [n_train, K]: what the true-class margin reads (oracle_nll)
+    test_logits: np.ndarray | None = None
 
 
 def model_outputs(model: nn.Module, data: ImageData, *, batch_size: int = 1024) -> Outputs:
-    """The softmax outputs every metric derives from: the only part of evaluation that runs the model."""
-    return Outputs(predict_probs(model, data, data.train_images, batch_size=batch_size).cpu().numpy(),
-                   predict_probs(model, data, data.test_images, batch_size=batch_size).cpu().numpy())
+    """The logits and softmax outputs every metric derives from: the only part of evaluation that runs the model."""
+    train = predict_logits(model, data, data.train_images, batch_size=batch_size)
+    test = predict_logits(model, data, data.test_images, batch_size=batch_size)
+    return Outputs(train.softmax(dim=1).cpu().numpy(), test.softmax(dim=1).cpu().numpy(),
+                   train.cpu().numpy(), test.cpu().numpy())
 
 
 def evaluate(model: nn.Module, data: ImageData, split: ForgetSplit, *, batch_size: int = 1024,
-             mia_samples: int = 5000, seed: int = 0) -> dict[str, float]:
+             mia_samples: int = 5000, seed: int = 0, draws: int = 1) -> dict[str, float]:
     """Every METHOD.md metric of `model` on (data, split), in percent: accuracies() and attacks() of one pass.
 
     Keys: train_r, train_f, test (accuracies), ua, ra, ta, mia_efficacy (SalUn protocol), asr (LAF),
     du_mia (Deep Unlearn's MIA term), plus test_r and test_f when split.forget_classes is non-empty
     (class-level tasks). Train accuracies, confidences and losses use split.train_labels (for the noisy
     task, the corrupted labels f_D learnt).
-    `mia_samples` caps each side of the attackers' training sets; `seed` fixes their draws.
+    `mia_samples` caps each side of the attackers' training sets; `seed` (the evaluation seed) fixes their
+    draws, `draws` how many are averaged.
     """
     outputs = model_outputs(model, data, batch_size=batch_size)
-    return {**accuracies(outputs, data, split), **attacks(outputs, data, split, mia_samples=mia_samples, seed=seed)}
+    return {**accuracies(outputs, data, split),
+            **attacks(outputs, data, split, mia_samples=mia_samples, seed=seed, draws=draws)}
 
 
 def accuracies(outputs: Outputs, data: ImageData, split: ForgetSplit) -> dict[str, float]:
@@ -132,9 +146,34 @@ def accuracies(outputs: Outputs, data: ImageData, split: ForgetSplit) -> dict[st
 
 
 def attacks(outputs: Outputs, data: ImageData, split: ForgetSplit, *, mia_samples: int = 5000,
-            seed: int = 0) -> dict[str, float]:
-    """mia_efficacy and asr: the costly part of evaluate(), numpy and scikit-learn only (no torch, no model),
-    so it can run in another thread while the next epoch trains."""
+            seed: int = 0, draws: int = 1) -> dict[str, float]:
+    """mia_efficacy, asr and du_mia: the costly part of evaluate(), numpy and scikit-learn only (no torch, no
+    model), so it can run in another thread while the next epoch trains.
+
+    `seed` is the evaluation seed (cfg.eval_seed), never the unlearning run's: the attackers' draws depend on
+    it and on the model's outputs only, so one model always gets one number. Each value is the mean over
+    `draws` draws (seeds `draw_seeds(seed, draws)`), and `<name>_std` is their sample std (NaN for one
+    draw): the attacker's own spread, which a table should not read as the method's."""
+    per_draw = [one_draw(outputs, data, split, mia_samples=mia_samples, seed=s) for s in draw_seeds(seed, draws)]
+    metrics: dict[str, float] = {}
+    for key in ATTACK_DRAWN:
+        values = np.array([d[key] for d in per_draw], np.float64)
+        metrics[key] = float(np.mean(values))
+        metrics[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return metrics
+
+
+# What attacks() averages over its draws; each also reported as <name>_std.
+ATTACK_DRAWN = ("mia_efficacy", "asr", "du_mia")
+DRAW_STRIDE = 1000   # draw d of evaluation seed s is seed s + 1000 d: draw 0 is the seed itself
+
+
+def draw_seeds(seed: int, draws: int) -> list[int]:
+    return [seed + DRAW_STRIDE * d for d in range(draws)]
+
+
+def one_draw(outputs: Outputs, data: ImageData, split: ForgetSplit, *, mia_samples: int, seed: int) -> dict[str, float]:
+    """One draw of the three attackers under `seed`."""
     train_probs, test_probs = outputs.train_probs, outputs.test_probs
     train_labels = split.train_labels.cpu().numpy()
     test_labels = data.test_labels.cpu().numpy()

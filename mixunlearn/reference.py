@@ -142,9 +142,33 @@ def reference_models(
     if store is None:
         store = ReferenceStore(Path(cache_dir if cache_dir is not None else default_cache_dir()) / "references")
     data = data.to(device)
-    all_idx = torch.arange(data.train_images.shape[0])
+    about = {"device": str(device)}
+    original = store.entry(reference_inputs(cfg, data, split, ORIGINAL, cfg.ref_seed),
+                           reference_trainer(cfg, data, split, ORIGINAL, cfg.ref_seed, device), about=about)
+    retrain = store.entry(reference_inputs(cfg, data, split, RETRAIN, cfg.ref_seed),
+                          reference_trainer(cfg, data, split, RETRAIN, cfg.ref_seed, device), about=about)
+    return References(
+        original=load_frozen(fresh_model(cfg, data, cfg.ref_seed), original.path, device),
+        retrain=load_frozen(fresh_model(cfg, data, cfg.ref_seed), retrain.path, device),
+        original_path=original.path,
+        retrain_path=retrain.path,
+        original_sha256=original.sha256,
+        retrain_sha256=retrain.sha256,
+    )
 
-    recipe = {
+
+# The two roles of a reference model: f_D on all of D, Retrain on D_r.
+ORIGINAL = "original"
+RETRAIN = "retrain"
+
+
+def reference_inputs(cfg: UnlearnConfig, data: ImageData, split: ForgetSplit, role: str, seed: int) -> dict:
+    """The store key's inputs of the `role` model trained with `seed` (cfg's recipe otherwise): everything
+    that determines its weights. With seed = cfg.ref_seed these are the references every run is judged by;
+    an oracle pool (mixunlearn/judge/pool.py) holds the same entries for seeds 0..N-1, so its member of
+    seed ref_seed is that very entry. The split itself is drawn with cfg.ref_seed whatever `seed` is."""
+    assert role in (ORIGINAL, RETRAIN), role
+    return {
         "format": CACHE_FORMAT,
         "data": data.fingerprint,
         "labels": tensor_digest(split.train_labels),
@@ -154,39 +178,36 @@ def reference_models(
         "ref_lr": cfg.ref_lr,
         "ref_weight_decay": cfg.ref_weight_decay,
         "ref_augment": cfg.ref_augment,
-        "ref_seed": cfg.ref_seed,
+        "ref_seed": seed,
+        "role": role,
+        "indices": "all" if role == ORIGINAL else tensor_digest(split.retain_idx),
     }
-    original_inputs = {**recipe, "role": "original", "indices": "all"}
-    retrain_inputs = {**recipe, "role": "retrain", "indices": tensor_digest(split.retain_idx)}
 
-    def fresh() -> nn.Module:
-        # The same initial weights for both roles and for every loader: the seed, not the RNG's history.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.ref_seed)
-            return build_model(cfg.model, num_classes=data.num_classes, in_channels=data.in_channels,
-                               image_size=data.image_size)
 
-    def trainer(indices: torch.Tensor, label: str) -> Callable[[], dict[str, torch.Tensor]]:
-        def train() -> dict[str, torch.Tensor]:
-            model = train_classifier(
-                fresh(), data, indices, split.train_labels, epochs=cfg.ref_epochs, batch_size=cfg.ref_batch_size,
-                lr=cfg.ref_lr, weight_decay=cfg.ref_weight_decay, augment=cfg.ref_augment, seed=cfg.ref_seed,
-                device=device, label=f"{label} ({cfg.model} on {cfg.dataset})")
-            return {k: v.detach().to("cpu", memory_format=torch.contiguous_format)
-                    for k, v in model.state_dict().items()}
-        return train
+def fresh_model(cfg: UnlearnConfig, data: ImageData, seed: int) -> nn.Module:
+    """The initial weights of a reference model of `seed`: the seed, not the RNG's history, so both roles
+    and every loader start from the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(cfg.model, num_classes=data.num_classes, in_channels=data.in_channels,
+                           image_size=data.image_size)
 
-    about = {"device": str(device)}
-    original = store.entry(original_inputs, trainer(all_idx, "f_D"), about=about)
-    retrain = store.entry(retrain_inputs, trainer(split.retain_idx, "Retrain"), about=about)
-    return References(
-        original=load_frozen(fresh(), original.path, device),
-        retrain=load_frozen(fresh(), retrain.path, device),
-        original_path=original.path,
-        retrain_path=retrain.path,
-        original_sha256=original.sha256,
-        retrain_sha256=retrain.sha256,
-    )
+
+def reference_trainer(cfg: UnlearnConfig, data: ImageData, split: ForgetSplit, role: str, seed: int,
+                      device: torch.device | str) -> Callable[[], dict[str, torch.Tensor]]:
+    """() -> the CPU state_dict of the `role` model of `seed`, trained with cfg's recipe (a store's train)."""
+    indices = torch.arange(data.train_images.shape[0]) if role == ORIGINAL else split.retain_idx
+    label = "f_D" if role == ORIGINAL else "Retrain"
+    if seed != cfg.ref_seed:
+        label += f" seed {seed}"
+
+    def train() -> dict[str, torch.Tensor]:
+        model = train_classifier(
+            fresh_model(cfg, data, seed), data, indices, split.train_labels, epochs=cfg.ref_epochs,
+            batch_size=cfg.ref_batch_size, lr=cfg.ref_lr, weight_decay=cfg.ref_weight_decay, augment=cfg.ref_augment,
+            seed=seed, device=device, label=f"{label} ({cfg.model} on {cfg.dataset})")
+        return {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
+    return train
 
 
 def load_frozen(model: nn.Module, path: Path, device: torch.device) -> nn.Module:

@@ -4,6 +4,7 @@ through a local folder.
     store = ReferenceStore("~/.cache/mixsweep/references")                         # one machine
     store = ReferenceStore(local, shared="s3://bucket/sweeps/references", lock=cluster_lock)
     entry = store.entry(inputs, train)   # entry.path (a local file), entry.sha256; trains only on a miss
+    store.find(inputs), store.record(inputs)   # the committed entry / its record, or None: trains nothing
     numbers = store.metrics(inputs, evaluate)   # the references' metrics; evaluates only on a miss
 
 An entry is keyed by the sha256 of its `inputs` (everything that determines the weights, reference.py)
@@ -138,6 +139,22 @@ class ReferenceStore:
                     self.upload(found)
                     return found
         return self.read_through(key, record)
+
+    def find(self, inputs: dict[str, Any]) -> Entry | None:
+        """The committed entry for `inputs` (read through to the local folder), or None: trains nothing."""
+        key = entry_key(inputs)
+        if self.shared is None:
+            return self.read_local(key)
+        record = self.read_shared(key)
+        return None if record is None else self.read_through(key, record)
+
+    def record(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        """The committed record for `inputs` (its sha256, train_seconds, ...), or None; downloads no weights."""
+        key = entry_key(inputs)
+        if self.shared is None:
+            path = self.local / f"{key}.json"
+            return json.loads(path.read_text()) if path.is_file() and self.read_local(key) is not None else None
+        return self.read_shared(key)
 
     def read_local(self, key: str) -> Entry | None:
         path = self.local / f"{key}.json"

@@ -37,11 +37,11 @@ from .reference import References, reference_models, tensor_digest
 from .reference_store import ReferenceStore
 from .tasks import ForgetSplit, make_split
 from .methods import METHODS, build_method
-from .table import COLUMNS, format_table
+from .table import format_table
 
 # Bump when a change to metrics.py or to Prepared.evaluate changes the numbers of the same references:
 # the stored reference metrics of the old format are then never read.
-METRICS_FORMAT = 1
+METRICS_FORMAT = 2   # 2: attackers seeded by eval_seed, averaged over attack_draws
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,6 +64,7 @@ class Prepared:
     split_path: Path
     original_metrics: dict[str, float] = field(default_factory=dict)
     retrain_metrics: dict[str, float] = field(default_factory=dict)
+    judge: Any = None   # cfg.judge_models > 0: the pool's OracleGaussians (mixunlearn/judge/objective.py)
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         """Every metric of `model`, avg_gap included (0 while Retrain's own metrics are being computed)."""
@@ -81,10 +82,20 @@ class Prepared:
         """accuracy_metrics + mia_efficacy, asr, avg_gap and Deep Unlearn's objective (metrics.DU_METRICS).
         Touches no model or tensor: thread-safe."""
         metrics = {**accuracy_metrics, **attacks(outputs, self.data, self.split, mia_samples=self.cfg.mia_samples,
-                                                 seed=self.cfg.seed)}
+                                                 seed=self.cfg.eval_seed, draws=self.cfg.attack_draws)}
         metrics["avg_gap"] = avg_gap(metrics, self.retrain_metrics) if self.retrain_metrics else 0.0
         metrics.update(du_objective(metrics, self.retrain_metrics))
+        if self.judge is not None and outputs.train_logits is not None:
+            metrics["oracle_nll"] = self.judge.nll(self.margins(outputs))
         return metrics
+
+    def margins(self, outputs: Outputs) -> Any:
+        """The true-class margin over every training point (split.train_labels) then every test point."""
+        import numpy as np
+
+        from .judge.margins import true_class_margin
+        return np.concatenate([true_class_margin(outputs.train_logits, self.split.train_labels.cpu().numpy()),
+                               true_class_margin(outputs.test_logits, self.data.test_labels.cpu().numpy())])
 
 
 def deterministic_kernels() -> None:
@@ -131,7 +142,24 @@ def prepare(cfg: UnlearnConfig, *, device: str | torch.device | None = None,
 
     stored = store.metrics(reference_metrics_inputs(prepared), evaluate_references, about={"device": str(device)})
     prepared.retrain_metrics, prepared.original_metrics = stored["retrain"], stored["original"]
+    if cfg.judge_models:
+        prepared.judge = oracle_judge(prepared, store)
     return prepared
+
+
+def oracle_judge(prepared: Prepared, store: ReferenceStore) -> Any:
+    """The oracle Gaussians of cfg.judge_models oracles of the audit pool: read from the store, where an audit
+    or a benchmark has trained them; a missing oracle is trained here, once per cluster under the store's lock."""
+    from .judge.audit import groups
+    from .judge.objective import oracle_gaussians
+    from .judge.pool import Pool
+
+    cfg = prepared.cfg
+    pool = Pool(cfg, prepared.data, prepared.split, store, models=cfg.judge_models)
+    for job in pool.oracles():
+        pool.run(job, device=prepared.device)
+    points = groups(prepared.split, n_test=len(prepared.data.test_labels), seed=cfg.eval_seed)
+    return oracle_gaussians(pool.margins(pool.oracles()), points)
 
 
 def reference_metrics_inputs(prepared: Prepared) -> dict[str, Any]:
@@ -149,7 +177,8 @@ def reference_metrics_inputs(prepared: Prepared) -> dict[str, Any]:
         "train_labels": tensor_digest(split.train_labels),
         "forget_classes": list(split.forget_classes),
         "mia_samples": cfg.mia_samples,
-        "attack_seed": cfg.seed,                    # the attackers' draws and their classifiers' seeds
+        "attack_seed": cfg.eval_seed,               # the attackers' draws and their classifiers' seeds
+        "attack_draws": cfg.attack_draws,
         "eval_batch_size": cfg.eval_batch_size,     # batches of 7 and of 1024 round the CPU's softmax apart
         "attacker": ATTACKER,                       # XGBoost or scikit-learn's substitute: another ASR
         "device_type": prepared.device.type,        # CUDA evaluates in bf16 autocast: other numbers than the CPU

@@ -15,13 +15,17 @@ COLUMNS = ("train_r", "train_f", "test", "test_r", "test_f", "asr", "ua", "ra", 
 
 def format_table(rows: dict[str, dict[str, float]], *, title: str = "") -> str:
     columns = [c for c in COLUMNS if any(c in r for r in rows.values())]
-    extra = [c for c in ("unlearn_seconds",) if any(c in r for r in rows.values())]
-    head = f"{'':<12}" + "".join(f"{c:>14}" for c in columns + extra)
+    columns += [c for c in ("unlearn_seconds",) if any(c in r for r in rows.values())]
+    # Each column as wide as its header or its widest cell, and two spaces apart: a header longer than the
+    # cells (unlearn_seconds) never runs into its neighbour.
+    widths = [max(len(c), *(len(_cell(r.get(c))) for r in rows.values())) + 2 for c in columns]
+    first = max(12, *(len(name) + 2 for name in rows))
+    head = f"{'':<{first}}" + "".join(f"{c:>{w}}" for c, w in zip(columns, widths))
     lines = [title] if title else []
     lines += [head, "-" * len(head)]
     for name, metrics in rows.items():
-        cells = "".join(f"{_cell(metrics.get(c)):>14}" for c in columns + extra)
-        lines.append(f"{name:<12}{cells}")
+        cells = "".join(f"{_cell(metrics.get(c)):>{w}}" for c, w in zip(columns, widths))
+        lines.append(f"{name:<{first}}{cells}")
     lines.append("accuracies and rates in %; closer to Retrain is better; avg_gap = mean |UA, RA, TA, "
                  "MIA-Efficacy - Retrain's|")
     return os.linesep.join(lines)

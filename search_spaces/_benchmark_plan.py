@@ -7,7 +7,8 @@
       - {space: ../my/ft.yaml}
     budget: {trials: 8, concurrency: 2, grace_epochs: 1}   # every method gets exactly this
     seeds: [0, 1, 2]               # each method's best config re-runs with seed = each of these
-    objective: avg_gap             # or du: Deep Unlearn's selection (metric du_norm)
+    objective: avg_gap             # or du: Deep Unlearn's selection (metric du_norm); or oracle_nll
+    audit: {models: 16}            # optional: each winner audited against 16 oracles (mixsweep/audit.py)
 
 `base` holds common fields only (data, task, reference recipe, evaluation sizes): they are laid over
 every method space's base, so all methods are judged on the same data against the same f_D and
@@ -33,10 +34,13 @@ from ._presets import preset_path
 from ._space import Objective, SweepDefaults, sweep_defaults
 from ._yaml import load_yaml
 
-_TOP_LEVEL = ("base", "methods", "budget", "seeds", "objective")
+_TOP_LEVEL = ("base", "methods", "budget", "seeds", "objective", "audit")
 # The objective's name in a plan -> (the reported metric, its direction). `du`: Deep Unlearn's choice of
 # the best trial, the Euclidean norm of its four minimised gaps (BASELINES.md).
-OBJECTIVES = {"avg_gap": Objective("avg_gap", "min"), "du": Objective("du_norm", "min")}
+# `oracle_nll`: the trial's margins against the audit pool's oracles (mixunlearn/judge/objective.py; needs
+# judge_models in the plan's base).
+OBJECTIVES = {"avg_gap": Objective("avg_gap", "min"), "du": Objective("du_norm", "min"),
+              "oracle_nll": Objective("oracle_nll", "min")}
 # Common fields a plan may not set: each method space names its method, and `seeds:` sets the seed.
 _NOT_IN_BASE = ("method", "seed")
 
@@ -59,11 +63,15 @@ class BenchmarkPlan:
     seeds: list[int]
     objective: str                 # the plan's spelling: avg_gap or du
     metric: Objective              # what the sweeps optimise
+    audit_models: int = 0          # N: each method's winner audited against N oracles after its seed runs; 0 = none
 
     def identity(self) -> dict[str, Any]:
         """Everything but the seeds: a benchmark continued under its name must keep all of it."""
-        return {"methods": {m.name: m.space for m in self.methods}, "budget": asdict(self.budget),
-                "objective": self.objective}
+        identity = {"methods": {m.name: m.space for m in self.methods}, "budget": asdict(self.budget),
+                    "objective": self.objective}
+        if self.audit_models:   # only when set: a plan without an audit keeps the identity it always had
+            identity["audit"] = {"models": self.audit_models}
+        return identity
 
 
 def load_benchmark_plan(path: str | Path) -> BenchmarkPlan:
@@ -76,6 +84,9 @@ def load_benchmark_plan(path: str | Path) -> BenchmarkPlan:
     base = _common_base(document.get("base") or {}, path)
     budget = sweep_defaults(document.get("budget"), path, key="budget", error=PlanError)
     objective = _objective(document.get("objective", "avg_gap"), path)
+    if objective == "oracle_nll" and int(base.get("judge_models", 0)) < 3:
+        raise PlanError(f"{path}: objective oracle_nll reads a pool of oracles; set judge_models: 16 (at least 3) "
+                        "in base")
     methods: list[BenchmarkMethod] = []
     entries = document.get("methods")
     if not isinstance(entries, list) or not entries:
@@ -93,7 +104,18 @@ def load_benchmark_plan(path: str | Path) -> BenchmarkPlan:
         methods.append(BenchmarkMethod(name=name, space_file=space_file, space=space))
     return BenchmarkPlan(path=path, base=base, methods=methods, budget=budget,
                          seeds=_seeds(document.get("seeds", [0]), path), objective=objective,
-                         metric=OBJECTIVES[objective])
+                         metric=OBJECTIVES[objective], audit_models=_audit(document.get("audit"), path))
+
+
+def _audit(value: Any, path: Path) -> int:
+    """`audit: {models: N}` -> N (at least 3); absent -> 0."""
+    if value is None:
+        return 0
+    if not isinstance(value, dict) or set(value) != {"models"} or isinstance(value["models"], bool) \
+            or not isinstance(value["models"], int) or value["models"] < 3:
+        raise PlanError(f"{path}: audit must be {{models: N}} with N >= 3 oracles per pool (16 or more separate "
+                        f"methods), found {value!r}")
+    return value["models"]
 
 
 def method_space(space_file: Path, *, base: dict[str, Any], budget: SweepDefaults, objective: Objective,

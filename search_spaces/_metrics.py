@@ -17,7 +17,12 @@ METRICS: dict[str, str] = {
     "ta": "SalUn TA = Acc(D_test)",
     "mia_efficacy": "SalUn MIA-Efficacy: fraction of D_f an SVM calls non-member",
     "asr": "LAF's ASR: membership-inference attacker accuracy on D_f vs unseen test samples",
+    "mia_efficacy_std": "sample std of MIA-Efficacy over the attacker's draws (cfg.attack_draws): the judge's own noise",
+    "asr_std": "sample std of ASR over the attacker's draws",
+    "du_mia_std": "sample std of Deep Unlearn's MIA term over the attacker's draws",
     "avg_gap": "mean |metric - Retrain's| over UA, RA, TA, MIA-Efficacy; lower is better",
+    "oracle_nll": "mean NLL of the model's true-class margins under the audit pool's oracle Gaussians (forget, retain, "
+                  "test points; needs judge_models >= 3); lower is better",
     "unlearn_seconds": "wall time of the unlearning loop, seconds",
     # Deep Unlearn's objective (mixunlearn/metrics.py du_objective), all minimised, in percentage points
     "du_retain_gap": "Deep Unlearn: |Acc(D_r) - Retrain's| / 3",

@@ -140,11 +140,16 @@ def load_space(path: str | Path) -> SweepSpace:
     for name in search:
         if name in constants:
             raise SpaceError(f"{path}: constants.{name} is also searched; keep it in one of search or constants")
+    objectives = _objectives(document.get("objectives"), path)
+    if any(o.metric == "oracle_nll" for o in objectives) and "judge_models" not in search and \
+            int({**base, **constants}.get("judge_models", 0)) < 3:
+        raise SpaceError(f"{path}: the objective oracle_nll reads a pool of oracles; set judge_models: 16 (at least 3) "
+                         "in base or constants")
     return SweepSpace(
         path=path,
         base=base,
         search={name: parse_param(name, spec, base=base, path=str(path)) for name, spec in search.items()},
-        objectives=_objectives(document.get("objectives"), path),
+        objectives=objectives,
         sweep=_sweep(document.get("sweep"), path),
         seed_defaults=_seed_defaults(document.get("seed_defaults", True), path),
     )

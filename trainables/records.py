@@ -35,7 +35,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mlflow
 import yaml
 from mlflow.entities import Metric, Param, RunStatus, ViewType
 from mlflow.tracking import MlflowClient
@@ -70,6 +69,12 @@ def client(tracking_uri: str) -> MlflowClient:
 
 
 # ---- opening and closing ------------------------------------------------------------------------------
+
+def trial_runs_of(parent_run_id: str) -> str:
+    """The filter for the trial runs under a sweep's parent: not every child is a trial (an audit of the sweep
+    nests its own run there too), so a search for trials names the kind as well as the parent."""
+    return f"tags.`{PARENT_TAG}` = '{parent_run_id}' AND tags.`{KIND_TAG}` = 'trial'"
+
 
 def find_child_run(mlflow_client: MlflowClient, *, experiment_id: str, parent_run_id: str, trial_id: str):
     """The child run of `trial_id` under the sweep's parent run (the oldest, should there be two), or None."""

@@ -56,7 +56,8 @@ from ray import tune
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.methods import METHODS, Diverged, build_method
 from mixunlearn.metrics import ATTACK_METRICS
-from mixunlearn.run import COLUMNS, Prepared, evaluated_epochs, prepare
+from mixunlearn.run import Prepared, evaluated_epochs, prepare
+from mixunlearn.table import COLUMNS
 
 from . import checkpoint, datasets, mix_pictures, records, references
 from .entry import PLANNED_EPOCHS, TrialSettings

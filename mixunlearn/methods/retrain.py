@@ -4,9 +4,12 @@ The recipe is LAF's (`Train.py`'s classifier training: Adam(lr, weight decay), C
 mixunlearn/reference.py `train_classifier` runs it for the cached references.
 
 Train a fresh model from scratch on D_r with the recipe of reference.train_classifier (cfg.ref_*: Adam,
-cross-entropy, the same initial weights, shuffle order and augmentation draws). On the CPU, after
-ref_epochs epochs it equals the cached Retrain bit for bit. It is the yardstick, not a contender: it
-trains on the true labels whatever `targets` says.
+cross-entropy), seeded by the run's `seed`: initial weights, shuffle order and augmentation draws as
+reference.reference_trainer draws them for that seed. With seed = ref_seed, after ref_epochs epochs on the
+CPU it equals the cached Retrain bit for bit; with another seed it is that seed's oracle of the pool
+(mixunlearn/judge/pool.py), so a benchmark's "Retrain (re-run)" row over seeds 0, 1, 2 shows retraining's
+own seed-to-seed spread (EVALUATION.md: the noise floor). It is the yardstick, not a contender: it trains
+on the true labels whatever `targets` says.
 """
 from __future__ import annotations
 
@@ -46,9 +49,9 @@ class Retrain(Method):
     def __init__(self, cfg, data, split, *, original, device, hyper=None) -> None:
         super().__init__(cfg, data, split, original=original, device=device, hyper=hyper)
         h = self.hyper
-        # The reference's initial weights: ref_seed on a forked RNG (reference.reference_models.fresh).
+        # The initial weights of the reference of this seed: on a forked RNG (reference.fresh_model).
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.ref_seed)
+            torch.manual_seed(cfg.seed)
             fresh = build_model(cfg.model, num_classes=data.num_classes, in_channels=data.in_channels,
                                 image_size=data.image_size)
         self.model = fresh.to(self.device, memory_format=self.memory_format).train()
@@ -56,8 +59,8 @@ class Retrain(Method):
                                           fused=self.cuda)
         self.true_labels = split.train_labels.to(self.device)
         # train_classifier's two generators, seeded the same way; their states are checkpointed.
-        self.shuffle = torch.Generator().manual_seed(cfg.ref_seed)
-        self.augmentation = torch.Generator(device=self.device).manual_seed(cfg.ref_seed + 1)
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)
+        self.augmentation = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
 
     def run_epoch(self) -> None:
         h = self.hyper

@@ -20,7 +20,7 @@ import yaml
 TINY_REAL_BASE = {
     "dataset": "fashion_mnist", "train_subset": 40, "test_subset": 20, "task": "class", "forget_class": 0,
     "model": "cnn_small", "ref_epochs": 3, "epochs": 3, "batch_size": 16, "mia_samples": 100,
-    "eval_batch_size": 512,
+    "eval_batch_size": 512, "attack_draws": 1,   # one attacker draw: these tests judge the platform, not the attacks
 }
 TINY_SEARCH = {"alpha": {"low": 0.1, "high": 4.0, "log": True},
                "lr_unlearner": {"low": 1.0e-5, "high": 1.0e-3, "log": True},
@@ -78,7 +78,7 @@ def space_writer():
 RECORDED = "recorded"
 RECORDED_SPACE = {
     "base": {"dataset": "tiny", "task": "class", "forget_class": 0, "model": "cnn_small", "ref_epochs": 1,
-             "epochs": 2, "batch_size": 16, "mia_samples": 100, "eval_batch_size": 512},
+             "epochs": 2, "batch_size": 16, "mia_samples": 100, "eval_batch_size": 512, "attack_draws": 1},
     "search": {"alpha": {"low": 0.1, "high": 4.0, "log": True}, "omega": {"low": 0.5, "high": 2.0},
                "lr_unlearner": {"low": 1.0e-5, "high": 1.0e-3, "log": True}},
     "objectives": [{"metric": "avg_gap", "mode": "min"}],

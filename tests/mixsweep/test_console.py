@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from mixsweep.ui import WORKFLOW_TYPE
+from trainables import records
 
 HEADER = re.compile(r"^trial\s+status\s+epoch\b")
 
@@ -52,7 +53,7 @@ def test_the_best_so_far_line_names_a_completed_trial(recorded_sweep):
     assert best, output[-3000:]
     trial_id, value, count = best[-1]
     runs = MlflowClient(state.tracking_uri).search_runs(
-        [state.experiment_id], f"tags.`mlflow.parentRunId` = '{state.parent_run_id}'")
+        [state.experiment_id], records.trial_runs_of(state.parent_run_id))
     completed = {r.data.tags["mixsweep.trial_id"]: r.data.metrics["avg_gap"] for r in runs
                  if r.info.status == "FINISHED" and "mixsweep.stopped_early" not in r.data.tags}
     assert trial_id in completed and int(count) == len(completed)

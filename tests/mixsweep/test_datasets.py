@@ -11,6 +11,7 @@ from mixunlearn.config import UnlearnConfig
 from mixunlearn.data import load_data
 from mixunlearn.tasks import make_split
 from trainables.datasets import DIGEST_CHARS
+from trainables import records
 
 
 def inputs_by_context(run) -> dict[str, object]:
@@ -20,7 +21,7 @@ def inputs_by_context(run) -> dict[str, object]:
 def test_each_trial_logs_its_data_and_its_forget_split(recorded_sweep, mlflow_server, tmp_path):
     state, _ = recorded_sweep
     client = MlflowClient(mlflow_server)
-    children = client.search_runs([state.experiment_id], f"tags.`mlflow.parentRunId` = '{state.parent_run_id}'",
+    children = client.search_runs([state.experiment_id], records.trial_runs_of(state.parent_run_id),
                                   run_view_type=ViewType.ALL)
     cfg = UnlearnConfig.from_dict({k: v for k, v in children[0].data.params.items()
                                    if k in UnlearnConfig.field_names()})
@@ -52,7 +53,7 @@ def test_each_trial_logs_its_data_and_its_forget_split(recorded_sweep, mlflow_se
 def test_runs_of_the_same_split_are_found_by_its_digest(recorded_sweep, mlflow_server):
     state, _ = recorded_sweep
     client = MlflowClient(mlflow_server)
-    children = client.search_runs([state.experiment_id], f"tags.`mlflow.parentRunId` = '{state.parent_run_id}'",
+    children = client.search_runs([state.experiment_id], records.trial_runs_of(state.parent_run_id),
                                   run_view_type=ViewType.ALL)
     digest = inputs_by_context(children[0])["forget"].dataset.digest
     found = client.search_runs([state.experiment_id], f"dataset.digest = '{digest}' AND dataset.context = 'forget'",

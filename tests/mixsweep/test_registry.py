@@ -17,6 +17,7 @@ from mixsweep.registry import REFERENCE_PREFIX, alias_of, logged_model, register
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.data import load_data
 from mixunlearn.tasks import make_split
+from trainables import records
 
 NAME = "recorded-best"
 
@@ -115,7 +116,7 @@ def test_rows_register_their_best_run_under_the_rows_names(recorded_sweep, mlflo
     lowest avg_gap, aliased by the row; here the recorded sweep's trials stand in for two rows."""
     state, _ = recorded_sweep
     client = MlflowClient(mlflow_server)
-    children = sorted(client.search_runs([state.experiment_id], f"tags.`mlflow.parentRunId` = '{state.parent_run_id}'"),
+    children = sorted(client.search_runs([state.experiment_id], records.trial_runs_of(state.parent_run_id)),
                       key=lambda r: r.info.run_id)
     rows = {"alpha_0.5": children[:1], "full": children[1:]}
     registered = register_rows(state, rows, name="recorded-rows")

@@ -126,7 +126,7 @@ def test_a_refusal_names_its_cause(recorded_sweep, mlflow_server, capsys):
     state, _ = recorded_sweep
     client = MlflowClient(mlflow_server)
     run = next(r for r in client.search_runs([state.experiment_id],
-                                              f"tags.`mlflow.parentRunId` = '{state.parent_run_id}'"))
+                                              records.trial_runs_of(state.parent_run_id)))
     with pytest.raises(UsageError, match=r"refused the name .*'/'.*; pick another name"):
         register_run(client, "bad/name", run_id=run.info.run_id, alias="best", config={}, metrics={}, sweep="x")
     with pytest.raises(UsageError, match=r"has no logged model"):

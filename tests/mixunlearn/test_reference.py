@@ -240,7 +240,7 @@ def test_a_second_prepare_reads_the_references_metrics_bit_for_bit(tmp_path, cou
     assert record["inputs"]["retrain_sha256"] == second.references.retrain_sha256
 
 
-@pytest.mark.parametrize("change", [{"mia_samples": 50}, {"seed": 1}])
+@pytest.mark.parametrize("change", [{"mia_samples": 50}, {"eval_seed": 1}, {"attack_draws": 2}])
 def test_other_evaluation_settings_evaluate_again_and_keep_the_old_record(tmp_path, count_evaluations, change):
     base = prepare(CFG, device="cpu", cache_dir=tmp_path)
     other = prepare(CFG.replace(**change), device="cpu", cache_dir=tmp_path)
@@ -252,6 +252,14 @@ def test_other_evaluation_settings_evaluate_again_and_keep_the_old_record(tmp_pa
     assert bits(again.retrain_metrics) == bits(base.retrain_metrics)
     retrain, original = fresh_evaluation(other)
     assert bits(other.retrain_metrics) == bits(retrain) and bits(other.original_metrics) == bits(original)
+
+
+def test_another_run_seed_reads_the_same_reference_record(tmp_path, count_evaluations):
+    # The attackers draw from the evaluation seed: a run of another seed is judged by the same numbers.
+    base = prepare(CFG, device="cpu", cache_dir=tmp_path)
+    other = prepare(CFG.replace(seed=1), device="cpu", cache_dir=tmp_path)
+    assert len(count_evaluations) == 2 and len(metrics_records(tmp_path / "references")) == 1
+    assert bits(other.retrain_metrics) == bits(base.retrain_metrics)
 
 
 def test_two_nodes_sharing_a_store_evaluate_the_references_once(tmp_path, count_evaluations):

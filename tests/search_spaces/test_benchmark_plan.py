@@ -75,3 +75,16 @@ def test_the_shipped_benchmark_plans_load_every_method(name):
     assert name in list_benchmarks()
     plan = load_benchmark_plan(benchmark_path(name))
     assert [m.name for m in plan.methods] == list(METHODS)
+
+
+def test_an_audit_and_the_oracle_objective_are_plan_keys(tmp_path):
+    plan = load_benchmark_plan(write(tmp_path, audit={"models": 16}))
+    assert plan.audit_models == 16 and plan.identity()["audit"] == {"models": 16}
+    assert "audit" not in load_benchmark_plan(write(tmp_path)).identity()   # an old plan keeps its identity
+    for bad in ({"models": 2}, {"n": 16}, 16):
+        with pytest.raises(PlanError, match="audit must be"):
+            load_benchmark_plan(write(tmp_path, audit=bad))
+    with pytest.raises(PlanError, match="judge_models"):
+        load_benchmark_plan(write(tmp_path, objective="oracle_nll"))
+    judged = load_benchmark_plan(write(tmp_path, objective="oracle_nll", base={**BASE, "judge_models": 16}))
+    assert judged.metric.metric == "oracle_nll" and judged.methods[0].space["objectives"][0]["metric"] == "oracle_nll"

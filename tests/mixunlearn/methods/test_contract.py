@@ -136,3 +136,18 @@ def test_retrain_row_is_the_cached_reference_bit_for_bit(real, straight):
     assert run.loop.epochs == REAL.ref_epochs
     for key, value in real.references.retrain.state_dict().items():
         assert torch.equal(run.loop.model.state_dict()[key], value), key
+
+
+def test_retrain_row_of_another_seed_is_that_seeds_oracle(real):
+    """The Retrain row re-trains with the run's seed: seed 1 is the oracle pool's member of seed 1 (the same
+    store entry's recipe), not the cached Retrain, so a benchmark's Retrain (re-run) row has a real spread."""
+    from mixunlearn.reference import RETRAIN, reference_trainer
+
+    cfg = REAL.replace(seed=1)
+    loop = build(real, METHODS["retrain"], cfg)
+    while loop.epoch < loop.epochs:
+        loop.train_epoch()
+    oracle = reference_trainer(cfg, real.data, real.split, RETRAIN, 1, real.device)()
+    for key, value in loop.model.state_dict().items():
+        assert torch.equal(value, oracle[key]), key
+    assert any(not torch.equal(v, real.references.retrain.state_dict()[k]) for k, v in oracle.items())
