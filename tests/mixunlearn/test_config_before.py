@@ -24,12 +24,14 @@ ADDED_SINCE: dict[str, dict[str, object]] = {
     "mixunlearn": {"mixblock_upsample": "nearest", "lambda_concat": True, "gen_optimizer": "adam"},   # issue 19
     "ga": {},
 }
+# Fields every method gained since (issue 18: the attackers' own seed and draws, the oracle objective).
+COMMON_ADDED_SINCE: dict[str, object] = {"eval_seed": 0, "attack_draws": 5, "judge_models": 0}
 
 
 def assert_loads_as_before(cfg: UnlearnConfig, before: dict) -> None:
     now = cfg.to_dict()
     assert {k: now.get(k, "<missing>") for k in before} == before   # every field it had, the same value
-    assert {k: now[k] for k in set(now) - set(before)} == ADDED_SINCE[cfg.method]
+    assert {k: now[k] for k in set(now) - set(before)} == {**COMMON_ADDED_SINCE, **ADDED_SINCE[cfg.method]}
 
 
 @pytest.mark.parametrize("method", ["mixunlearn", "ga"])
