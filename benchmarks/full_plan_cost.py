@@ -28,6 +28,7 @@ from code_version import code_measured
 from mixsweep.evidence import cpu_model, versions
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.methods import build_method
+from mixunlearn.methods.common import Diverged
 from mixunlearn.run import prepare
 from search_spaces import benchmark_path, load_benchmark_plan
 
@@ -45,13 +46,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", default="full")
     parser.add_argument("--methods", nargs="*")
+    parser.add_argument("--keep", metavar="JSON", help="take the methods this earlier record of the same code "
+                        "measured from it and measure only the others (a run cut short goes on)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     plan = load_benchmark_plan(benchmark_path(args.plan))
     load_start = os.getloadavg()
     measured = {}
+    if args.keep:
+        kept = json.loads(Path(args.keep).read_text())
+        assert kept["code"] == code_measured(), f"{args.keep} measured other code ({kept['code']})"
+        measured = kept["methods"]
     for method in plan.methods:
-        if args.methods and method.name not in args.methods:
+        if (args.methods and method.name not in args.methods) or method.name in measured:
             continue
         cfg = UnlearnConfig.from_dict({**method.space["base"], "device": "cpu"})   # the plan's base over the space's
         prepared = prepare(cfg, device="cpu")
@@ -59,9 +66,16 @@ def main() -> None:
         loop = build_method(cfg, prepared.data, prepared.split, original=prepared.references.original,
                             device=prepared.device)
         t1 = time.perf_counter()
-        epoch_s = loop.train_epoch()
+        try:
+            epoch_s, diverged = loop.train_epoch(), False
+        except Diverged:
+            # The epoch ran to its end before the check (a sweep's trial would end FAILED here): its time is
+            # the epoch's all the same, and the record says which defaults diverge on this track.
+            epoch_s, diverged = time.perf_counter() - t1, True
         t2 = time.perf_counter()
-        outputs = prepared.outputs(loop.model)
+        # A diverged model's outputs are NaN, which the attackers refuse; an evaluation costs the same on any
+        # weights of the architecture, so f_D stands in for it.
+        outputs = prepared.outputs(prepared.references.original if diverged else loop.model)
         accuracies = prepared.accuracies(outputs)
         t3 = time.perf_counter()
         prepared.attack(outputs, accuracies)
@@ -71,7 +85,8 @@ def main() -> None:
         trial_s = (t1 - t0) + epochs * epoch_s + evaluations * (t4 - t2) + PLATFORM_S_PER_TRIAL
         measured[method.name] = {"epochs": epochs, "build_s": round(t1 - t0, 1), "epoch_s": round(epoch_s, 1),
                                  "accuracies_s": round(t3 - t2, 1), "attackers_s": round(t4 - t3, 1),
-                                 "evaluations": evaluations, "trial_s": round(trial_s, 1)}
+                                 "evaluations": evaluations, "trial_s": round(trial_s, 1),
+                                 "diverged_at_defaults": diverged}
         print(method.name, measured[method.name], flush=True)
     trials = plan.budget.trials
     runs = {m: (1 if m == "retrain" else trials) + len(plan.seeds) for m in measured}
