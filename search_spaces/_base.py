@@ -26,6 +26,15 @@ from ._yaml import load_yaml
 
 def resolve_base(document: dict[str, Any], *, path: Path, error: type[ConfigError]) -> dict[str, Any]:
     """The full config dict of `document`'s `base` with its `constants` applied, validated."""
+    return validated(given_base(document, path=path, error=error), source=f"{path}: constants", error=error)
+
+
+def given_base(document: dict[str, Any], *, path: Path, error: type[ConfigError]) -> dict[str, Any]:
+    """The fields `document`'s `base` and `constants` give, and only those (the base itself validated).
+
+    What a file leaves unsaid stays unsaid here, so that fields laid over it later (a benchmark plan's
+    common fields) still decide the defaults that follow from them: Retrain's recipe is ref_epochs, ref_lr,
+    ... of the final config, not of the base the space file happens to reuse."""
     reference = document.get("base", {})
     base = _base_fields(reference, key="base", path=path, error=error, seen=(path.resolve(),))
     source = f"{path}: base {reference!r}" if isinstance(reference, str) else f"{path}: base"
@@ -38,8 +47,8 @@ def resolve_base(document: dict[str, Any], *, path: Path, error: type[ConfigErro
                     f"(found {type(constants).__name__})")
     if constants.get("method", config["method"]) != config["method"]:
         common = UnlearnConfig.common_fields()
-        config = {k: v for k, v in config.items() if k in common}
-    return validated({**config, **constants}, source=f"{path}: constants", error=error)
+        base = {k: v for k, v in base.items() if k in common}
+    return {**base, **constants}
 
 
 def validated(values: dict[str, Any], *, source: str, error: type[ConfigError]) -> dict[str, Any]:

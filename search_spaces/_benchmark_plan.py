@@ -25,7 +25,7 @@ from typing import Any
 
 from mixunlearn.config import UnlearnConfig
 
-from ._base import resolve_base, validated
+from ._base import given_base, validated
 from ._errors import PlanError, SpaceError
 from ._metrics import METRICS
 from ._params import parse_param
@@ -121,10 +121,12 @@ def _audit(value: Any, path: Path) -> int:
 def method_space(space_file: Path, *, base: dict[str, Any], budget: SweepDefaults, objective: Objective,
                  key: str) -> dict[str, Any]:
     """The space document a method's sweep runs: its base (full, validated) with the plan's common fields
-    over it, its search as written, the plan's objective and budget."""
+    over it, its search as written, the plan's objective and budget. The plan's fields are laid over what
+    the space file gives before the method's defaults are filled in, so defaults that follow from common
+    fields (Retrain's recipe from ref_*) follow the plan's."""
     document = load_yaml(space_file, error=PlanError)
     try:
-        space_base = resolve_base(document, path=space_file, error=SpaceError)
+        space_base = given_base(document, path=space_file, error=SpaceError)
     except SpaceError as error:
         raise PlanError(f"{key}: {error}") from None
     merged = validated({**space_base, **base}, source=f"{key} ({space_file.name}) with the plan's base",

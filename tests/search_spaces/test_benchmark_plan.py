@@ -38,6 +38,18 @@ def test_each_method_space_gets_the_plan_base_budget_and_objective(tmp_path):
     assert plan.seeds == [0, 1] and plan.identity() == load_benchmark_plan(write(tmp_path, seeds=[5])).identity()
 
 
+def test_retrains_row_re_runs_the_plans_recipe_not_the_one_of_the_base_its_space_reuses():
+    """quick/retrain reuses quick.yaml's base (ref_epochs 5, ref_lr 1e-4); a plan that trains its references
+    10 epochs at 1e-3 (judge_random) must re-run that recipe, or its "Retrain (re-run)" row is another model."""
+    from mixunlearn.config import UnlearnConfig
+
+    plan = load_benchmark_plan(benchmark_path("judge_random"))
+    [retrain] = [m for m in plan.methods if m.name == "retrain"]
+    cfg = UnlearnConfig.from_dict(retrain.space["base"])
+    assert (cfg.ref_epochs, cfg.ref_lr) == (10, 1e-3)
+    assert (cfg.hyper.epochs, cfg.hyper.lr, cfg.hyper.batch_size) == (cfg.ref_epochs, cfg.ref_lr, cfg.ref_batch_size)
+
+
 @pytest.mark.parametrize("change, words", [
     ({"base": {**BASE, "lr": 0.1}}, ["base.lr", "not a common config field"]),
     ({"base": {**BASE, "method": "ga"}}, ["base.method", "method space"]),
