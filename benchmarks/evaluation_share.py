@@ -33,7 +33,7 @@ import torch
 
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import Prepared, epochs, prepare
-from mixunlearn.unlearn import MixUnlearn
+from mixunlearn.methods import MixUnlearn
 
 try:
     from mixunlearn.run import evaluated_epochs

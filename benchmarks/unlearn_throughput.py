@@ -27,7 +27,7 @@ from mixunlearn.config import UnlearnConfig
 from mixunlearn.data import ImageData
 from mixunlearn.models import build_model
 from mixunlearn.tasks import ForgetSplit
-from mixunlearn.unlearn import MixUnlearn
+from mixunlearn.methods import MixUnlearn
 
 SHAPES = {"cnn_small": (1, 28), "resnet18_cifar": (3, 32)}
 

@@ -166,6 +166,8 @@ def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_
             experiment_id=experiment_id, parent_run_id="", trials=len(runs), concurrency=concurrency,
             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, checkpoint_every=checkpoint_every,
             address=address, seed=0, objectives=[], scheduler="fifo",
+            # A plan's curve_budget: the attackers at the last epoch only, the curves within that budget.
+            attack_epochs=[] if plan.curve_budget is not None else None, curve_budget=plan.curve_budget,
             cache_dir=os.environ.get("MIXSWEEP_CACHE"),
             references=sweep_state.resolve_references(references, storage_path))
         info = plan_info(plan, plan_path, hardware=evidence.cluster_hardware())

@@ -162,13 +162,15 @@ def preflight(args: argparse.Namespace) -> None:
     """The user's input checked before any heavy import: the files exist and validate, counts are positive.
     The commands check again (they are also called from Python); this makes a refusal take a blink."""
     if args.command == "run":
-        from search_spaces import load_space
-
-        load_space(space_file(args.space))
+        # The flags and the path first: validating the file's fields looks up its method (torch, ~2 s).
         for flag, value in (("--trials", args.trials), ("--concurrency", args.concurrency),
                             ("--checkpoint-every", args.checkpoint_every), ("--epochs", args.epochs)):
             if value is not None and value < 1:
                 raise UsageError(f"{flag} {value}: it must be a positive whole number")
+        path = space_file(args.space)
+        from search_spaces import load_space
+
+        load_space(path)
     elif args.command == "train" and not Path(args.config).expanduser().is_file():
         raise UsageError(f"{args.config}: no such file; pass a config YAML such as an exported best.yaml")
     elif args.command == "ablate":

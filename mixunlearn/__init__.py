@@ -27,7 +27,7 @@ _EXPORTS = {
     "References": "reference", "reference_models": "reference",
     "Prepared": "run", "RunResult": "run", "epochs": "run", "format_table": "table", "prepare": "run", "run": "run",
     "ForgetSplit": "tasks", "TaskSpecError": "tasks", "make_split": "tasks",
-    "MixUnlearn": "unlearn",
+    "MixUnlearn": "methods.mixunlearn",
 }
 
 __all__ = sorted(_EXPORTS)

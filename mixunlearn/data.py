@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mixunlearn.config import DATASETS, ConfigError, UnlearnConfig
+from mixunlearn.fields import DATASETS, CommonFields, ConfigError
 
 DATA_SEED = 0                # fixes the subsets and the test order: every trial and every ref_seed sees the same data
 CROP_PAD = 4                 # augment: random crop of the image padded by 4 pixels (the usual CIFAR recipe)
@@ -392,7 +392,7 @@ def load_dataset(name: str, *, data_root: str | Path | None = None, train_subset
                      fingerprint=fingerprint(name, arrays), source=source)
 
 
-def load_data(cfg: UnlearnConfig) -> ImageData:
+def load_data(cfg: CommonFields) -> ImageData:
     """The data set a run's config names."""
     return load_dataset(cfg.dataset, data_root=cfg.data_root or None, train_subset=cfg.train_subset,
                         test_subset=cfg.test_subset)

@@ -18,18 +18,19 @@ def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.softmax(torch.log(probs.clamp_min(1e-30)) / temperature, dim=1)
 
 
-def make_targets(original_logits: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor, *,
+def make_targets(original_logits: torch.Tensor, labels: torch.Tensor | None, labelled: torch.Tensor, *,
                  mode: str, use_sharpen: bool, sharpen_T: float) -> torch.Tensor:
-    """p(x) for every sample: one-hot labels ("aware"), Sharpen(softmax(f_D(x))) ("agnostic"), or per
-    sample one-hot where a label is visible and the sharpened prediction elsewhere ("semi")."""
+    """p(x) for every sample: one-hot labels ("aware"), Sharpen(softmax(f_D(x))) ("agnostic", which reads
+    no label: `labels` may be None), or per sample one-hot where a label is visible (`labelled`) and the
+    sharpened prediction elsewhere ("semi")."""
     num_classes = original_logits.shape[1]
     probs = torch.softmax(original_logits.float(), dim=1)
     predicted = sharpen(probs, sharpen_T) if use_sharpen else probs
+    if mode == "agnostic":
+        return predicted
     one_hot = F.one_hot(labels, num_classes).float()
     if mode == "aware":
         return one_hot
-    if mode == "agnostic":
-        return predicted
     if mode == "semi":
         return torch.where(labelled[:, None], one_hot, predicted)
     raise ValueError(f"unknown target mode {mode!r}")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixunlearn.config import UnlearnConfig
+from mixunlearn.fields import CommonFields
 from mixunlearn.data import ImageData, augment as augment_images, default_cache_dir
 from mixunlearn.models import build_model
 from mixunlearn.reference_store import ReferenceStore
@@ -119,7 +119,7 @@ def train_classifier(
 
 
 def reference_models(
-    cfg: UnlearnConfig,
+    cfg: CommonFields,
     data: ImageData,
     split: ForgetSplit,
     *,
@@ -162,7 +162,7 @@ ORIGINAL = "original"
 RETRAIN = "retrain"
 
 
-def reference_inputs(cfg: UnlearnConfig, data: ImageData, split: ForgetSplit, role: str, seed: int) -> dict:
+def reference_inputs(cfg: CommonFields, data: ImageData, split: ForgetSplit, role: str, seed: int) -> dict:
     """The store key's inputs of the `role` model trained with `seed` (cfg's recipe otherwise): everything
     that determines its weights. With seed = cfg.ref_seed these are the references every run is judged by;
     an oracle pool (mixunlearn/judge/pool.py) holds the same entries for seeds 0..N-1, so its member of
@@ -184,7 +184,7 @@ def reference_inputs(cfg: UnlearnConfig, data: ImageData, split: ForgetSplit, ro
     }
 
 
-def fresh_model(cfg: UnlearnConfig, data: ImageData, seed: int) -> nn.Module:
+def fresh_model(cfg: CommonFields, data: ImageData, seed: int) -> nn.Module:
     """The initial weights of a reference model of `seed`: the seed, not the RNG's history, so both roles
     and every loader start from the same weights."""
     with torch.random.fork_rng(devices=[]):
@@ -193,7 +193,7 @@ def fresh_model(cfg: UnlearnConfig, data: ImageData, seed: int) -> nn.Module:
                            image_size=data.image_size)
 
 
-def reference_trainer(cfg: UnlearnConfig, data: ImageData, split: ForgetSplit, role: str, seed: int,
+def reference_trainer(cfg: CommonFields, data: ImageData, split: ForgetSplit, role: str, seed: int,
                       device: torch.device | str) -> Callable[[], dict[str, torch.Tensor]]:
     """() -> the CPU state_dict of the `role` model of `seed`, trained with cfg's recipe (a store's train)."""
     indices = torch.arange(data.train_images.shape[0]) if role == ORIGINAL else split.retain_idx

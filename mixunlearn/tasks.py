@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from mixunlearn.config import ConfigError, UnlearnConfig
+from mixunlearn.fields import CommonFields, ConfigError
 from mixunlearn.data import ImageData
 
 LABELLED_STREAM = 1   # semi: the labelled subset is drawn from its own stream, so D_f equals semi_base's exactly
@@ -114,7 +114,7 @@ class ForgetSplit:
                    spec=json.loads(metadata["spec"]), original_labels=original_labels)
 
 
-def make_split(cfg: UnlearnConfig, data: ImageData) -> ForgetSplit:
+def make_split(cfg: CommonFields, data: ImageData) -> ForgetSplit:
     """The forget split cfg.task names, on data's training set; a pure function of (data, task fields, ref_seed).
 
     Raises:
@@ -146,7 +146,7 @@ def make_split(cfg: UnlearnConfig, data: ImageData) -> ForgetSplit:
                        fingerprint=data.fingerprint, spec=spec, original_labels=torch.from_numpy(labels.copy()))
 
 
-def forget_set(task: str, cfg: UnlearnConfig, labels: np.ndarray, data: ImageData
+def forget_set(task: str, cfg: CommonFields, labels: np.ndarray, data: ImageData
                ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], dict[str, Any]]:
     """(forget_idx, train_labels, forget_classes, spec) of one of the class/data/random/noisy tasks."""
     rng = np.random.default_rng(cfg.ref_seed)
@@ -179,7 +179,7 @@ def forget_set(task: str, cfg: UnlearnConfig, labels: np.ndarray, data: ImageDat
         train_labels[forget_idx] = (labels[forget_idx] + shift) % data.num_classes
         return forget_idx, train_labels, (), {"task": task, "noisy_classes": list(cfg.noisy_classes),
                                               "noise_ratio": cfg.noise_ratio, "ref_seed": cfg.ref_seed}
-    raise AssertionError(f"unknown task {task!r}")   # UnlearnConfig.validate admits only the tasks above
+    raise AssertionError(f"unknown task {task!r}")   # CommonFields.validate_common admits only the tasks above
 
 
 def per_class_sample(labels: np.ndarray, classes: list[int], ratio: float, rng: np.random.Generator,
@@ -208,7 +208,7 @@ def check_classes(field: str, classes: list[int], data: ImageData, *, value: Any
         refuse(field, shown, "list each class once")
 
 
-def forget_field(task: str, cfg: UnlearnConfig) -> tuple[str, Any]:
+def forget_field(task: str, cfg: CommonFields) -> tuple[str, Any]:
     """The config field that sets the size of D_f for `task`, with its value (for error messages)."""
     name = {"class": "forget_class", "data": "data_ratio", "random": "random_ratio", "noisy": "noise_ratio"}[task]
     return name, getattr(cfg, name)

@@ -22,19 +22,37 @@ Ray wiring (in mixsweep/): `OptunaSearch(space=space.define_by_run, metric=[o.me
 space.objectives], mode=[o.mode for o in space.objectives], points_to_evaluate=space.points_to_evaluate())`
 with an empty Tuner param_space (a str/list instead of one-element lists for a single objective).
 """
-from ._benchmark_plan import OBJECTIVES, BenchmarkMethod, BenchmarkPlan, load_benchmark_plan
-from ._errors import PlanError, SpaceError
-from ._metrics import METRICS, MODES
-from ._params import SEARCHABLE, CategoricalParam, FloatParam, IntParam, Param, searchable
-from ._plan import AblationPlan, AblationRun, load_plan
-from ._presets import (benchmark_path, is_preset, list_benchmarks, list_method_spaces, list_plans, list_presets,
-                       method_space_path, plan_path, preset_path, shipped_name)
-from ._space import Objective, SweepDefaults, SweepSpace, load_space
+from __future__ import annotations
 
-__all__ = [
-    "AblationPlan", "AblationRun", "BenchmarkMethod", "BenchmarkPlan", "CategoricalParam", "FloatParam",
-    "IntParam", "METRICS", "MODES", "OBJECTIVES", "Objective", "Param", "PlanError", "SEARCHABLE", "SpaceError",
-    "SweepDefaults", "SweepSpace", "benchmark_path", "is_preset", "list_benchmarks", "list_method_spaces",
-    "list_plans", "list_presets", "load_benchmark_plan", "load_plan", "load_space", "method_space_path",
-    "plan_path", "preset_path", "searchable", "shipped_name",
-]
+import importlib
+from typing import Any
+
+# Public name -> the private module that defines it, imported on first use (PEP 562): `mixsweep` resolves a
+# preset's path (_presets) to refuse a bad one before Optuna (_params, _space) or the methods are imported.
+_EXPORTS = {
+    "OBJECTIVES": "_benchmark_plan", "BenchmarkMethod": "_benchmark_plan", "BenchmarkPlan": "_benchmark_plan",
+    "load_benchmark_plan": "_benchmark_plan",
+    "PlanError": "_errors", "SpaceError": "_errors",
+    "METRICS": "_metrics", "MODES": "_metrics",
+    "CategoricalParam": "_params", "FloatParam": "_params", "IntParam": "_params", "Param": "_params",
+    "searchable": "_params",
+    "AblationPlan": "_plan", "AblationRun": "_plan", "load_plan": "_plan",
+    "benchmark_path": "_presets", "is_preset": "_presets", "list_benchmarks": "_presets",
+    "list_method_spaces": "_presets", "list_plans": "_presets", "list_presets": "_presets",
+    "method_space_path": "_presets", "plan_path": "_presets", "preset_path": "_presets", "shipped_name": "_presets",
+    "Objective": "_space", "SweepDefaults": "_space", "SweepSpace": "_space", "load_space": "_space",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'search_spaces' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

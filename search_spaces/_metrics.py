@@ -30,7 +30,7 @@ METRICS: dict[str, str] = {
     "du_test_gap": "Deep Unlearn: |Acc(D_test) - Retrain's| / 3 (its Acc_val)",
     "du_mia": "Deep Unlearn: 100 (1 - indiscernibility) of a 10-fold logistic-regression loss MIA, D_f vs test",
     "du_norm": "Deep Unlearn's best-trial rule: the Euclidean norm of its four terms; lower is better",
-    # MixUnlearn's mask diagnostics (mixunlearn/unlearn.py MixUnlearn.diagnostics), over the epoch's G mixes
+    # MixUnlearn's mask diagnostics (mixunlearn/methods/mixunlearn.py MixUnlearn.diagnostics), over the epoch's G mixes
     "mask_forget_share": "mean of G's mask M[:,0], the forget side's share (0.5 = an even blend)",
     "mask_lambda_corr": "correlation of each G mix's mean forget share with its lambda",
     "mask_spatial_std": "mean within-image std of G's mask M[:,0] (0 = a constant blend)",

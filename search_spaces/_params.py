@@ -5,8 +5,9 @@
     gen_interval: {choices: [1, 2, 4, 8]}             # CategoricalParam: any searchable field
     gen_target:   {choices: [current, ema]}           # string and bool fields take choices only
 
-The fields a space may search are those of its base's `method` (`searchable(method)`): MixUnlearn's
-section of UnlearnConfig, or a baseline's Hyper fields (`lr`, `weight_decay`, `tau`, ...).
+The fields a space may search are those of its base's `method` (`searchable(method)`): its Hyper's fields
+(MixUnlearn's `alpha`, `omega`, ...; a baseline's `lr`, `weight_decay`, `tau`, ...) but those its Hyper
+marks `fixed`, and `targets`.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any, Union
 
 import optuna
 
-from mixunlearn.config import MIXUNLEARN_FIELDS, UnlearnConfig, method_class
+from mixunlearn.config import UnlearnConfig, method_class
 
 from ._base import validated
 from ._errors import SpaceError
@@ -23,21 +24,20 @@ from ._errors import SpaceError
 # Only fields read by the unlearning loop may vary between trials: `targets` and the method's own fields.
 # The data, forget task, reference recipe and ref_seed define f_D and Retrain, which every trial of a sweep
 # shares and is measured against (avg_gap is a distance to Retrain); evaluation sizes and `seed` would
-# change the yardstick. MixUnlearn's generator-form fields say which reading of the method runs (METHOD.md's
-# open questions): ablation plans compare them, a sweep keeps one.
+# change the yardstick. A method's Hyper may mark fields `fixed`: they say which reading of the method runs
+# (MixUnlearn's generator form, METHOD.md's open questions): ablation plans compare them, a sweep keeps one.
 SEARCHABLE_COMMON: tuple[str, ...] = ("targets",)
-FIXED_FORM: tuple[str, ...] = ("lambda_draw", "mixblock_form", "mixblock_act", "mask_lambda_weight")
-SEARCHABLE: tuple[str, ...] = (*SEARCHABLE_COMMON, *(f for f in MIXUNLEARN_FIELDS if f not in FIXED_FORM))
 
 
 def searchable(method: str) -> tuple[str, ...]:
-    """The fields a sweep of `method` may search: `targets` and the method's own (MixUnlearn's: SEARCHABLE).
+    """The fields a sweep of `method` may search: `targets` and the method's own but its Hyper's `fixed`.
 
-    >>> searchable("mixunlearn") == SEARCHABLE, searchable("ga")
-    (True, ('targets', 'epochs', 'batch_size', 'lr', 'momentum', 'weight_decay'))
+    >>> searchable("ga")
+    ('targets', 'epochs', 'batch_size', 'lr', 'momentum', 'weight_decay')
     """
-    own = method_class(method, "search").config_fields()
-    return (*SEARCHABLE_COMMON, *(f for f in own if f not in FIXED_FORM))
+    cls = method_class(method, "search")
+    fixed = getattr(cls.Hyper, "fixed", ())
+    return (*SEARCHABLE_COMMON, *(f for f in cls.config_fields() if f not in fixed))
 
 
 @dataclass(frozen=True)

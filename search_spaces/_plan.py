@@ -5,6 +5,7 @@
     constants: {epochs: 5}            # optional: overrides base fields for every variant
     seeds: [0, 1, 2]                  # each variant runs once per seed (the `seed` field)
     metrics: [test_r, test_f, asr, avg_gap]   # the columns of the ablation table
+    curve_budget: 0.05                # optional: the whole evaluation at the last epoch only (below)
     variants:                         # rows, in this order; each a delta from base
       full: {}                        # the reference row: the one variant allowed no change
       no_real: {omega: 0.0}
@@ -12,6 +13,12 @@
 
 `seeds` sets only `seed`, the unlearning loop's; the forget split and the reference models follow
 `ref_seed`, so every run of a plan is measured against the same f_D and Retrain.
+
+Without `curve_budget` every epoch of every run gets the whole evaluation (accuracies and attackers). With
+it, as a sweep's `sweep.curve_budget`: the attackers run at the last epoch only (the table reads no other)
+and the epochs before get their accuracies only within that share of the training time; the losses and
+mask diagnostics are logged every epoch either way. On the full track an epoch's evaluation costs about as
+much as its training (benchmarks/results/full_track-cpu.json).
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ from ._errors import PlanError
 from ._metrics import METRICS
 from ._yaml import load_yaml
 
-_TOP_LEVEL = ("base", "constants", "seeds", "metrics", "variants")
+_TOP_LEVEL = ("base", "constants", "seeds", "metrics", "curve_budget", "variants")
 REFERENCE = "full"  # the row every other variant is read against; its delta must be empty
 # Variant names become run names, MLflow tags and table rows: keep them plain.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -48,6 +55,7 @@ class AblationPlan:
     seeds: list[int]
     metrics: list[str]
     configs: dict[str, dict[str, Any]]     # name -> base with the delta applied, validated
+    curve_budget: float | None = None      # None: every epoch evaluated whole; else the last only (module doc)
 
     def runs(self) -> list[AblationRun]:
         """Every (variant, seed, config) in plan order: variants as listed, each over all seeds.
@@ -94,7 +102,17 @@ def load_plan(path: str | Path) -> AblationPlan:
         seeds=_seeds(document.get("seeds", [0]), path),
         metrics=_metrics(document.get("metrics", list(METRICS)), path),
         configs=configs,
+        curve_budget=_curve_budget(document.get("curve_budget"), path),
     )
+
+
+def _curve_budget(value: Any, path: Path) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise PlanError(f"{path}: curve_budget must be a share of the training time from 0 up (0.05 = 5%), "
+                        f"found {value!r}; leave it out to evaluate every epoch whole")
+    return float(value)
 
 
 def _variants(value: Any, path: Path) -> dict[str, dict[str, Any]]:

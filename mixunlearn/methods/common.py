@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mixunlearn.config import UnlearnConfig
+from mixunlearn.fields import CommonFields
 from mixunlearn.data import ImageData
 from mixunlearn.models import CNN_MODELS
 from mixunlearn.tasks import ForgetSplit
@@ -53,10 +53,14 @@ class Diverged(FloatingPointError):
 
 
 class Method:
-    """The epoch contract every baseline follows; a method file fills in `run_epoch` and its networks.
+    """The epoch contract every method follows (MixUnlearn and every baseline); a method file fills in
+    `run_epoch` and its networks.
 
     Subclasses set `name`, `Hyper` (a dataclass of typed hyperparameters with defaults), `reads_labels`
     (which labels it reads: "retain", "forget") and `checkpointed` (attribute names whose state resumes).
+    `cfg` is a config (mixunlearn.config.UnlearnConfig: the common fields, and `cfg.hyper` for its method);
+    a method reads only its common fields and, when cfg is of this method, its hyper. This package never
+    imports config.py: the config is the layer above the methods.
     """
 
     name: ClassVar[str]               # the config's spelling: `method: ga`
@@ -70,7 +74,7 @@ class Method:
     model_key: ClassVar[str] = "model"                # the state_dict() entry with the evaluated model's weights
     artifact_keys: ClassVar[tuple[str, ...]] = ()     # entries a run keeps as artifacts beside it
 
-    def __init__(self, cfg: UnlearnConfig, data: ImageData, split: ForgetSplit, *, original: nn.Module,
+    def __init__(self, cfg: CommonFields, data: ImageData, split: ForgetSplit, *, original: nn.Module,
                  device: torch.device | str, hyper: Any = None) -> None:
         self.cfg = cfg
         if hyper is None:   # a config of this method carries its values; any other config, the defaults
@@ -96,7 +100,7 @@ class Method:
         self._losses: list[torch.Tensor] = []
 
     @classmethod
-    def default_hyper(cls, cfg: UnlearnConfig) -> Any:
+    def default_hyper(cls, cfg: CommonFields) -> Any:
         """The source's (CIFAR) defaults; on the CNN track (cnn_small, cnn_laf) the measured Fashion-MNIST values."""
         return cls.Hyper(**(cls.cnn_defaults if cfg.model in CNN_MODELS else {}))
 
@@ -111,12 +115,18 @@ class Method:
         return typing.get_type_hints(cls.Hyper)
 
     @classmethod
-    def total_epochs(cls, cfg: UnlearnConfig) -> int:
+    def complete_hyper(cls, hyper: Any, given: set[str]) -> Any:
+        """The hyperparameters of a config that gave the fields `given`: defaults that depend on another
+        field of the method (MixUnlearn's lr_generator on gen_optimizer) are set here. None by default."""
+        return hyper
+
+    @classmethod
+    def total_epochs(cls, cfg: CommonFields) -> int:
         """The epochs a run of cfg trains (LAF+R adds its head stage)."""
         return cfg.hyper.epochs
 
     @classmethod
-    def truncated_fields(cls, cfg: UnlearnConfig, epochs: int) -> dict[str, Any]:
+    def truncated_fields(cls, cfg: CommonFields, epochs: int) -> dict[str, Any]:
         """The field changes that make a run of cfg stop after `epochs` epochs."""
         return {"epochs": epochs}
 

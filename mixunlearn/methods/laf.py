@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixunlearn.config import UnlearnConfig
+from mixunlearn.fields import CommonFields
 from mixunlearn.models import CNN_MODELS
 
 from .common import Method, captured_input, captured_output, classifier_linears
@@ -104,7 +104,7 @@ class LAF(Method):
     checkpointed = ("model", "opt_ue", "opt_ra", "s_vae", "u_vae", "vaes_trained", "sampling")
 
     @classmethod
-    def default_hyper(cls, cfg: UnlearnConfig) -> LAFHyper:
+    def default_hyper(cls, cfg: CommonFields) -> LAFHyper:
         task = cfg.semi_base if cfg.task == "semi" else cfg.task
         if cfg.model in CNN_MODELS:
             # CNN track. LAF's table gives lr_ue 5e-5, lr_ra 1e-4 for the whole of (Fashion-)MNIST; on the

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mixunlearn.config import UnlearnConfig
+from mixunlearn.fields import CommonFields
 from mixunlearn.data import augment as augment_images
 from mixunlearn.models import build_model
 
@@ -42,7 +42,7 @@ class Retrain(Method):
     checkpointed = ("model", "optimizer", "shuffle", "augmentation")
 
     @classmethod
-    def default_hyper(cls, cfg: UnlearnConfig) -> RetrainHyper:
+    def default_hyper(cls, cfg: CommonFields) -> RetrainHyper:
         return RetrainHyper(epochs=cfg.ref_epochs, batch_size=cfg.ref_batch_size, lr=cfg.ref_lr,
                             weight_decay=cfg.ref_weight_decay, augment=cfg.ref_augment)
 

@@ -53,12 +53,14 @@ def test_a_refused_command_exits_2_before_any_heavy_import(args, message, tmp_pa
     assert result["heavy"] == []
 
 
-def test_a_bad_space_file_is_refused_naming_the_key_before_any_heavy_import(tmp_path):
+def test_a_bad_space_file_is_refused_naming_the_key_before_ray_or_mlflow(tmp_path):
+    """A field's value is checked against its method's Hyper, which lives in the method's file: the methods
+    and torch load (~2 s, MixUnlearn's fields as a baseline's since issue 19), Ray and MLflow do not."""
     space = tmp_path / "bad.yaml"
     space.write_text("base: {dataset: tiny, epochs: 2}\nsearch:\n  alpha: {low: 4.0, high: 0.1}\n")
     result = imported_by(["run", str(space)], tmp_path)
     assert result["status"] == 2 and "search.alpha is reversed" in result["stderr"]
-    assert result["heavy"] == []
+    assert set(result["heavy"]) <= {"torch"}
 
 
 def test_the_sweep_driver_loads_neither_torch_nor_the_methods(tmp_path):

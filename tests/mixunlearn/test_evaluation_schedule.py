@@ -10,7 +10,7 @@ import torch
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.metrics import ATTACK_METRICS
 from mixunlearn.run import CurveBudget, epochs, evaluated_epochs, prepare
-from mixunlearn.unlearn import MixUnlearn
+from mixunlearn.methods import MixUnlearn
 
 CFG = UnlearnConfig(dataset="tiny", model="cnn_small", ref_epochs=2, epochs=5, batch_size=16, mia_samples=200)
 

@@ -6,7 +6,7 @@ import torch
 
 from mixunlearn.config import ConfigError, UnlearnConfig
 from mixunlearn.run import epochs, prepare
-from mixunlearn.unlearn import MixUnlearn
+from mixunlearn.methods import MixUnlearn
 
 TINY = UnlearnConfig(dataset="tiny", model="cnn_small", ref_epochs=2, epochs=2, batch_size=16, mia_samples=200)
 

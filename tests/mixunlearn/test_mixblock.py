@@ -6,6 +6,7 @@ from mixunlearn.mixblock import MixBlock, mix, plain_mixup_mask
 
 
 FORMS = [("two_way", "relu"), ("two_way", "none"), ("one_way", "relu"), ("one_way", "none")]
+OPTIONS = [{"upsample": "nearest"}, {"upsample": "bilinear"}, {"lambda_concat": False}]
 
 
 @pytest.mark.parametrize("act", ["relu", "none"])
@@ -61,3 +62,49 @@ def test_every_form_starts_as_a_near_constant_even_blend(form):
     mask = MixBlock(64, form=form)(torch.randn(6, 64, 7, 7), torch.randn(6, 64, 7, 7),
                                    torch.tensor([0.0, 0.1, 0.3, 0.7, 0.9, 1.0]), image_size=28)
     assert (mask[:, 0] - 0.5).abs().max() < 0.02   # measured: 0.011 (two_way), on unit-variance features
+
+
+def test_without_lambda_concat_g_reads_c_channels_and_ignores_lambda():
+    # AdaptiveMask with lam_concat false: q, k and v read C channels: 2 * (256*128 + 128) + 256 + 1.
+    assert sum(p.numel() for p in MixBlock(256, lambda_concat=False).parameters()) == 66_049
+    torch.manual_seed(0)
+    g = MixBlock(16, lambda_concat=False)
+    for p in g.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.5)
+    h_f, h_r = torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4)
+    torch.testing.assert_close(g(h_f, h_r, torch.tensor([0.1, 0.9]), 8), g(h_f, h_r, torch.tensor([0.9, 0.1]), 8),
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("form", ["two_way", "one_way"])
+def test_bilinear_upsampling_smooths_the_mask_nearest_keeps_its_blocks(form):
+    torch.manual_seed(0)
+    masks = {}
+    for upsample in ("nearest", "bilinear"):
+        torch.manual_seed(0)
+        g = MixBlock(16, form=form, upsample=upsample)
+        for p in g.parameters():
+            torch.nn.init.normal_(p, 0.0, 0.5)
+        torch.manual_seed(1)
+        masks[upsample] = g(torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4), torch.tensor([0.3, 0.7]), 16)[:, 0]
+    blocks = masks["nearest"].unfold(1, 4, 4).unfold(2, 4, 4)                    # [2, 4, 4, 4, 4]: 4x4 pixel blocks
+    assert torch.all(blocks == blocks[..., :1, :1])                              # constant within each block
+    assert not torch.allclose(masks["bilinear"], masks["nearest"])
+    torch.testing.assert_close(masks["bilinear"].mean(), masks["nearest"].mean(), atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("form", ["two_way", "one_way"])
+@pytest.mark.parametrize("options", OPTIONS)
+def test_g_runs_in_float32_under_the_callers_bf16_autocast(form, options):
+    """AdaptiveMask computes its attention in float32: under CPU bf16 autocast G's mask is float32 and
+    the mask computed without autocast, to 1e-6 (bf16 would round 0.5 +- 1e-3 to 0.5)."""
+    torch.manual_seed(0)
+    g = MixBlock(32, form=form, **options)
+    h_f, h_r, lam = torch.randn(4, 32, 7, 7), torch.randn(4, 32, 7, 7), torch.tensor([0.1, 0.4, 0.6, 0.9])
+    plain = g(h_f, h_r, lam, 28)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = g(h_f, h_r, lam, 28)
+        assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16   # autocast is on here
+    assert plain.dtype == under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, plain, rtol=0, atol=1e-6)
+    assert (plain[:, 0] - 0.5).abs().max() > 1e-4   # a mask bf16 could not hold (its step at 0.5 is 2^-8)

@@ -7,7 +7,7 @@ import torch
 
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import epochs, prepare
-from mixunlearn.unlearn import MixUnlearn
+from mixunlearn.methods import MixUnlearn
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -30,6 +30,7 @@ def fresh_loop(prepared, cfg):
     {"lambda_draw": "pair"},
     {"mixblock_form": "one_way", "mixblock_act": "none", "mask_lambda_weight": 1.0, "gen_interval": 1},
     {"mixblock_act": "none", "mask_lambda_weight": 0.5, "lambda_draw": "pair", "gen_target": "ema"},
+    {"gen_optimizer": "sgd", "mixblock_upsample": "bilinear", "lambda_concat": False},   # SGD's momentum resumes
 ])
 def test_resume_from_a_saved_state_replays_the_uninterrupted_run(cache, tmp_path, changes):
     cfg = UnlearnConfig(dataset="tiny", model="cnn_small", ref_epochs=2, epochs=3, batch_size=16,

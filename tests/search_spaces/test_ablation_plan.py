@@ -57,8 +57,13 @@ def test_defaults_and_a_base_shared_with_a_sweep(tmp_path):
         constants: {epochs: 1}
         variants: {full: , alpha_2: {alpha: 2.0}}
     """, "ablations/plan.yaml"))
-    assert plan.seeds == [0] and plan.metrics == list(METRICS)
+    assert plan.seeds == [0] and plan.metrics == list(METRICS) and plan.curve_budget is None
     assert plan.base["dataset"] == "mnist" and plan.configs["alpha_2"]["epochs"] == 1
+
+
+def test_a_curve_budget_is_a_plans_evaluation_schedule(tmp_path):
+    plan = load_plan(write(tmp_path, VALID + "curve_budget: 0.05\n"))
+    assert plan.curve_budget == 0.05 and len(plan.runs()) == 6
 
 
 BAD_PLANS = {
@@ -83,6 +88,8 @@ BAD_PLANS = {
     "bad seeds": ("seeds: [0, one]\nvariants: {full: {}}", ["seeds", "integers"]),
     "repeated seeds": ("seeds: [0, 0]\nvariants: {full: {}}", ["seeds", "repeat"]),
     "unknown top-level key": ("variants: {full: {}}\nruns: 3", ["top-level key 'runs'", "variants"]),
+    "negative curve budget": ("curve_budget: -0.1\nvariants: {full: {}}", ["curve_budget", "from 0 up", "-0.1"]),
+    "curve budget as a flag": ("curve_budget: true\nvariants: {full: {}}", ["curve_budget", "True"]),
 }
 
 

@@ -80,7 +80,7 @@ def test_du_is_refused_while_du_norm_is_not_reported_and_accepted_once_it_is(tmp
             load_benchmark_plan(write(tmp_path, objective="du"))
 
 
-@pytest.mark.parametrize("name", ["quick", "paper"])
+@pytest.mark.parametrize("name", ["quick", "paper", "full"])
 def test_the_shipped_benchmark_plans_load_every_method(name):
     from mixunlearn.methods import METHODS
 

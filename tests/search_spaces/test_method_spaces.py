@@ -1,5 +1,5 @@
-"""Every method's shipped spaces (search_spaces/methods/<method>/{quick,paper}.yaml): what they search, how
-they are named, and one tiny real trial of every shipped space, drawn by Optuna and trained one epoch."""
+"""Every method's shipped spaces (search_spaces/methods/<method>/{quick,paper,full}.yaml): what they search,
+how they are named, and one tiny real trial of every shipped space, drawn by Optuna and trained one epoch."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ from search_spaces import (IntParam, SpaceError, is_preset, list_method_spaces, 
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-TRACKS = ("quick", "paper")
+TRACKS = ("quick", "paper", "full")
 DU_COMMON = ("lr", "weight_decay", "batch_size", "epochs")   # BASELINES.md "DU's common search space"
 SHIPPED = [*list_presets(), *list_method_spaces()]
 
@@ -29,7 +29,7 @@ def method_spaces():
 
 # ---- (a) what each method's spaces are -------------------------------------------------------------------
 
-def test_every_method_has_a_quick_and_a_paper_space():
+def test_every_method_has_a_space_on_every_track():
     assert sorted(list_method_spaces()) == sorted(f"{t}/{m}" for m, t in method_spaces())
 
 
@@ -65,7 +65,7 @@ def test_quick_spaces_are_seconds_long_and_start_from_the_tracks_defaults(method
     assert (epochs.high if isinstance(epochs, IntParam) else space.base["epochs"]) <= 20
 
 
-def test_retrain_is_the_fixed_yardstick_on_both_tracks():
+def test_retrain_is_the_fixed_yardstick_on_every_track():
     for track in TRACKS:
         space = load_space(method_space_path("retrain", track))
         top = load_space(preset_path(track)).base
@@ -90,20 +90,40 @@ def test_every_searched_range_carries_a_comment(method, track):
     assert entries and all("#" in line for line in entries), [line for line in entries if "#" not in line]
 
 
+def test_the_full_track_gives_g_at_least_500_steps_at_the_default_k():
+    """Issue 19: G must have room to move. All of Fashion-MNIST, class 0 forgotten: D_f is 6,000 images."""
+    from mixunlearn.data import load_data
+    from mixunlearn.methods.mixunlearn import MixUnlearnHyper
+    from mixunlearn.tasks import make_split
+
+    cfg = UnlearnConfig.from_dict(load_space(preset_path("full")).base)
+    assert (cfg.train_subset, cfg.test_subset, cfg.task, cfg.forget_class, cfg.targets, cfg.model) == (
+        0, 0, "class", 0, "agnostic", "cnn_small")
+    assert cfg.gen_interval == MixUnlearnHyper().gen_interval == 4 and cfg.gen_steps == 1
+    try:
+        split = make_split(cfg, load_data(cfg))
+    except Exception as missing:   # noqa: BLE001 - no Fashion-MNIST here: the arithmetic of its 6,000
+        pytest.skip(f"Fashion-MNIST is not installed: {missing}")
+    steps_per_epoch = min(-(-len(split.forget_idx) // cfg.batch_size), -(-len(split.retain_idx) // cfg.batch_size))
+    assert (len(split.forget_idx), steps_per_epoch) == (6000, 188)
+    g_steps = -(-steps_per_epoch * cfg.epochs // cfg.gen_interval) * cfg.gen_steps
+    assert 500 <= g_steps == 517
+
+
 # ---- names: <track>/<method> resolves like a preset ---------------------------------------------------------
 
 def test_track_slash_method_resolves_like_a_preset():
     assert preset_path("quick/ga") == preset_path("quick/ga.yaml") == method_space_path("ga", "quick")
     assert preset_path("paper/scrub").parts[-3:] == ("methods", "scrub", "paper.yaml")
     assert is_preset("paper/laf_r") and is_preset("quick") and not is_preset("quick/nothing")
-    assert list_presets() == ["paper", "paper_pareto", "quick"]   # the top-level files alone
+    assert list_presets() == ["full", "paper", "paper_pareto", "quick"]   # the top-level files alone
     assert shipped_name(preset_path("paper/ga")) == "paper/ga" and shipped_name(preset_path("quick")) == "quick"
 
 
 def test_an_unknown_name_lists_what_exists():
     with pytest.raises(SpaceError, match=r"'quick/gaa'.*paper_pareto, quick;.* quick/ga,"):
         preset_path("quick/gaa")
-    with pytest.raises(SpaceError, match=r"method 'ga' on track 'fast'.*methods: .*ga.*tracks: paper, quick"):
+    with pytest.raises(SpaceError, match=r"method 'ga' on track 'fast'.*methods: .*ga.*tracks: full, paper, quick"):
         method_space_path("ga", "fast")
 
 

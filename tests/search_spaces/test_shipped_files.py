@@ -92,8 +92,20 @@ def test_the_component_plan_lists_the_papers_table_3():
 def test_the_mixblock_plan_varies_the_generators_form_one_choice_at_a_time():
     plan = load_plan(plan_path("mixblock_forms"))
     assert {"full", "lambda_pair", "one_way", "mask_lambda", "gen_interval_2", "no_mixblock"} <= set(plan.variants)
+    # The release's remaining generator choices (issue 19), each one row.
+    changed = {name: {k for k in config if config[k] != plan.base[k]} for name, config in plan.configs.items()}
+    assert changed["gen_sgd"] == {"gen_optimizer", "lr_generator"} and plan.configs["gen_sgd"]["lr_generator"] == 0.1
+    assert changed["bilinear"] == {"mixblock_upsample"} and changed["no_lambda_concat"] == {"lambda_concat"}
     assert plan.base["lambda_draw"] == "batch" and plan.base["mixblock_form"] == "two_way"
     assert {"mask_forget_share", "mask_spatial_std"} <= set(plan.metrics) and plan.seeds == [0, 1, 2]
+
+
+@pytest.mark.parametrize("name", ["mixunlearn_components", "mixblock_forms"])
+def test_the_full_tracks_plans_are_the_quick_plans_on_the_full_base(name):
+    quick, full = load_plan(plan_path(name)), load_plan(plan_path(f"{name}_full"))
+    assert full.base == load_space(preset_path("full")).base and full.base["train_subset"] == 0
+    assert set(full.variants) == set(quick.variants) and full.variants == {k: quick.variants[k] for k in full.variants}
+    assert len(full.seeds) >= 3 and {"mask_forget_share", "mask_spatial_std", "mask_lambda_corr"} <= set(full.metrics)
 
 
 def test_the_alpha_plan_varies_only_alpha():

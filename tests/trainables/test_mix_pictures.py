@@ -10,7 +10,7 @@ from PIL import Image
 
 from mixunlearn.config import UnlearnConfig
 from mixunlearn.run import prepare
-from mixunlearn.unlearn import MixUnlearn
+from mixunlearn.methods import MixUnlearn
 from trainables.mix_pictures import (ARTIFACT_FOLDER, GRID_PIXELS, KINDS, denormalise, draw_grid, font,
                                      grid_layout, grid_name, log_mix_grids)
 
