@@ -14,7 +14,7 @@ Writes into <sweep>/export/ and logs the same files on the sweep's parent run (a
   draws each epoch's randomness per epoch, so e epochs replay exactly.
 - trials.parquet: one row per trial. Columns, in order: trial_id, status (the MLflow run's: FINISHED,
   also for a trial ASHA stopped; FAILED; KILLED for one lost with its driver), tune_status, mlflow_run_id,
-  duration_s, then every UnlearnConfig field (typed as in the
+  duration_s, then every config field of the method(s) its trials ran (typed as in the
   config; lists as list<int64>), then the last reported metrics (REPORTED_METRICS; NaN where a metric was
   never reported, e.g. test_r on a data-level task).
 A sweep whose trials recorded different f_D or Retrain hashes (mixsweep/provenance.py) is refused:
@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 import yaml
 from ray import tune
 
-from mixunlearn.config import UnlearnConfig
+from mixunlearn.config import DEFAULT_METHOD, UnlearnConfig
 from mixunlearn.metrics import DU_METRICS
 from mixunlearn.table import COLUMNS
 from trainables import records
@@ -113,7 +113,10 @@ def trial_rows(trials: list, state: sweep_state.SweepState) -> list[dict[str, An
 
 
 def write_parquet(rows: list[dict[str, Any]], path: Path, state: sweep_state.SweepState) -> Path:
-    types = UnlearnConfig.field_types()
+    # A column per field of the methods the rows ran (a GA sweep's table holds lr, not MixUnlearn's alpha).
+    types: dict[str, Any] = {}
+    for method in dict.fromkeys(row.get("method", DEFAULT_METHOD) for row in rows) or [DEFAULT_METHOD]:
+        types.update(UnlearnConfig.field_types(method))
     schema = pa.schema(
         [("trial_id", pa.string()), ("status", pa.string()), ("tune_status", pa.string()),
          ("mlflow_run_id", pa.string()), ("duration_s", pa.float64())]

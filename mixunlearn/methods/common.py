@@ -112,7 +112,9 @@ class Method:
 
     @classmethod
     def field_types(cls) -> dict[str, Any]:
-        return typing.get_type_hints(cls.Hyper)
+        """{field: type} of the method's own config fields (a Hyper's ClassVars, like `choices`, are not fields)."""
+        hints = typing.get_type_hints(cls.Hyper)
+        return {name: hints[name] for name in cls.config_fields()}
 
     @classmethod
     def complete_hyper(cls, hyper: Any, given: set[str]) -> Any:
