@@ -38,6 +38,7 @@ from mixunlearn.config import UnlearnConfig
 from mixunlearn.data import ImageData
 from mixunlearn.reference import (ORIGINAL, RETRAIN, fresh_model, load_frozen, reference_inputs, reference_trainer,
                                   tensor_digest)
+from mixunlearn.methods.retrain import Retrain
 from mixunlearn.reference_store import ReferenceStore
 from mixunlearn.tasks import ForgetSplit
 
@@ -101,6 +102,13 @@ class Pool:
             out += self.unlearned(method)
         return out
 
+    def run_seed(self, job: Job) -> int:
+        """The seed the method of an unlearned job runs with: pair m's, m, except for Retrain, which trains
+        from scratch and ignores the original: its seed-m model would be oracle m itself, the very model it is
+        judged against (KLOM 0, U-LiRA AUC 0.5 by construction). It takes seed N + m, exact retraining's
+        held-out seed, so a "Retrain (re-run)" row is judged as exact retraining is."""
+        return job.seed + (self.models if job.method["method"] == Retrain.name else 0)
+
     # ---- the store's keys --------------------------------------------------------------------------------
     def inputs(self, job: Job) -> dict[str, Any] | None:
         """The model entry's inputs; None for an unlearned model whose original is not in the store yet."""
@@ -110,7 +118,7 @@ class Pool:
         if original is None:
             return None
         return {"format": MARGINS_FORMAT, "role": UNLEARNED, "original_sha256": original["sha256"],
-                "config": {k: v for k, v in job.method.items() if k not in NOT_WEIGHTS}, "seed": job.seed,
+                "config": {k: v for k, v in job.method.items() if k not in NOT_WEIGHTS}, "seed": self.run_seed(job),
                 "data": self.data.fingerprint, "forget_idx": tensor_digest(self.split.forget_idx),
                 "train_labels": tensor_digest(self.split.train_labels)}
 
@@ -157,7 +165,7 @@ class Pool:
 
             original_entry = self.store.find(self.inputs(Job(ORIGINAL, job.seed)))
             original = load_frozen(fresh_model(self.cfg, data, job.seed), original_entry.path, device)
-            cfg = UnlearnConfig.from_dict({**job.method, "seed": job.seed})
+            cfg = UnlearnConfig.from_dict({**job.method, "seed": self.run_seed(job)})
             loop = build_method(cfg, data, self.split, original=original, device=device)
             while loop.epoch < loop.epochs:
                 loop.train_epoch()   # Diverged propagates: a pool of a diverging config is no pool

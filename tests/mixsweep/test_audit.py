@@ -115,6 +115,19 @@ def test_the_audit_is_one_mlflow_run_under_the_methods_run_with_its_files(first_
     assert set(rows["row"]) == {"ga", "f_D", "exact_retraining"} and set(rows["group"]) == {"forget", "retain", "test"}
 
 
+def test_retrain_audited_as_a_method_is_judged_as_exact_retraining_not_against_itself(
+        first_audit, local_ray, mlflow_server, tmp_path):
+    """Retrain ignores the original, so its pair-m model at seed m would be oracle m, the model it is judged
+    against (KLOM 0, AUC 0.5 by construction); it runs with exact retraining's held-out seeds instead, and
+    with the pool's recipe it is those very models."""
+    retrain = UnlearnConfig.from_dict({**JUDGE_BASE, "method": "retrain"})
+    result = audit(Target(retrain, "retrain", mlflow_server, None, None), models=MODELS, folder=tmp_path)
+    f = result.figures
+    assert f["retrain/klom_forget_median"] > 0 and f["retrain/ulira_auc"] != 0.5
+    for figure in ("klom_forget_median", "klom_retain_median", "ulira_auc", "ulira_accuracy"):
+        assert f[f"retrain/{figure}"] == pytest.approx(f[f"exact_retraining/{figure}"], abs=1e-9)
+
+
 def test_a_second_method_trains_no_original_and_no_oracle(first_audit, local_ray, mlflow_server, cache_dir,
                                                           tmp_path):
     before = pool_records(cache_dir)
