@@ -286,17 +286,13 @@ def label_children(state: sweep_state.SweepState, keys: dict[str, tuple[str, int
 
 # ---- the table -------------------------------------------------------------------------------------------
 
-def collect(state: sweep_state.SweepState, info: AblationInfo) -> list[RunMeasure]:
-    """The finished child runs of the ablation: the method's last-epoch metrics and Retrain's (metrics.csv).
-
-    A run is placed by its tags, or, when it has none (a trial that finished under `mixsweep resume`,
-    which does not label), by its params: every run of a plan has a config of its own."""
-    # One download per run: MLflow's progress bar would print a line each.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+def finished_runs(state: sweep_state.SweepState, info: AblationInfo) -> dict[tuple[str, int], Any]:
+    """{(variant, seed): its finished child run}, the last one where a trial ran twice (retried after a lost
+    driver). A run is placed by its tags, or, when it has none (a trial that finished under `mixsweep
+    resume`, which does not label), by its params: every run of a plan has a config of its own."""
     keys = {run_key({**config, "seed": seed}): (variant, seed)
             for variant, config in info.configs.items() for seed in info.seeds}
-    client = records.client(state.tracking_uri)
-    children = client.search_runs(
+    children = records.client(state.tracking_uri).search_runs(
         [state.experiment_id], filter_string=f"{records.trial_runs_of(state.parent_run_id)} "
                                              "AND attributes.status = 'FINISHED'",
         run_view_type=ViewType.ACTIVE_ONLY, max_results=10_000)
@@ -307,9 +303,19 @@ def collect(state: sweep_state.SweepState, info: AblationInfo) -> list[RunMeasur
         else:
             place = keys.get(run_key(run.data.params))
         if place is not None:
-            latest[place] = run   # a trial run twice (retried after a lost driver) counts once: the last
+            latest[place] = run
+    return latest
+
+
+def collect(state: sweep_state.SweepState, info: AblationInfo) -> list[RunMeasure]:
+    """The finished child runs of the ablation (finished_runs): the method's last-epoch metrics and
+    Retrain's (metrics.csv)."""
+    # One download per run: MLflow's progress bar would print a line each.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    latest = finished_runs(state, info)
     provenance.refuse_mixed_references({f"{variant}/seed{seed}": run.data.tags for (variant, seed), run in
                                         latest.items()}, command=f"the table of ablation {state.name}")
+    client = records.client(state.tracking_uri)
     measures = []
     for (variant, seed), run in latest.items():
         rows = metrics_rows(client, run.info.run_id)

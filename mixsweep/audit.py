@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from mixunlearn.config import UnlearnConfig
 
@@ -72,14 +71,9 @@ def resolve_target(source: str, *, storage: str | None, tracking_uri: str | None
 
     path = Path(source).expanduser()
     if path.is_file():
-        text = path.read_text()
-        try:
-            values = yaml.safe_load(text) or {}
-        except yaml.YAMLError as error:
-            raise UsageError(f"{path}: not valid YAML ({str(error).splitlines()[0]}); fix the file") from None
-        if not isinstance(values, dict):
-            raise UsageError(f"{path}: expected a mapping of config fields (field: value)")
-        cfg = UnlearnConfig.from_dict(values, source=str(path))
+        from .train import read_config_file
+
+        cfg, text = read_config_file(path)
         from .compare import HEADER_RUN
         found = HEADER_RUN.search(text)
         return Target(cfg, path.stem, tracking.tracking_uri(tracking_uri), found.group(1) if found else None,

@@ -41,10 +41,9 @@ class TrainResult:
     table: str
 
 
-def train(config_file: str | Path, *, tracking_uri: str | None = None, threads: int | None = None,
-          cache_dir: str | None = None, references: str | None = None) -> TrainResult:
-    """`references`: a shared reference store (a sweep's, to re-run its trial against the same models);
-    None = $MIXSWEEP_REFERENCES, else the file's `# mixsweep-references:` line, else this machine's cache."""
+def read_config_file(config_file: str | Path) -> tuple[UnlearnConfig, str]:
+    """The config of a flat config YAML (an exported best.yaml, say) and the file's text (its header lines
+    name the trial's run, threads and reference store); a bad file is refused in one sentence."""
     path = Path(config_file).expanduser()
     if not path.is_file():
         raise UsageError(f"{path}: no such file; pass a config YAML such as an exported best.yaml")
@@ -55,7 +54,15 @@ def train(config_file: str | Path, *, tracking_uri: str | None = None, threads: 
         raise UsageError(f"{path}: not valid YAML ({str(error).splitlines()[0]}); fix the file") from None
     if not isinstance(values, dict):
         raise UsageError(f"{path}: expected a mapping of config fields (field: value), found {type(values).__name__}")
-    cfg = UnlearnConfig.from_dict(values, source=str(path))
+    return UnlearnConfig.from_dict(values, source=str(path)), text
+
+
+def train(config_file: str | Path, *, tracking_uri: str | None = None, threads: int | None = None,
+          cache_dir: str | None = None, references: str | None = None) -> TrainResult:
+    """`references`: a shared reference store (a sweep's, to re-run its trial against the same models);
+    None = $MIXSWEEP_REFERENCES, else the file's `# mixsweep-references:` line, else this machine's cache."""
+    path = Path(config_file).expanduser()
+    cfg, text = read_config_file(path)
     threads = threads or threads_of(text)
     if threads is not None:
         if threads < 1:

@@ -3,7 +3,7 @@
     python scripts/ablation_masks.py mixblock_forms_full --storage /tmp/sweeps            # full vs no_mixblock
     python scripts/ablation_masks.py mixunlearn_components_full --storage /tmp/sweeps --against no_mixblock
 
-Reads the ablation's finished runs as `mixsweep ablate` does (mixsweep.ablate.collect's selection: the last
+Reads the ablation's finished runs as `mixsweep ablate` does (mixsweep.ablate.finished_runs: the last
 finished run of each variant and seed) and their MLflow metric histories, and writes
 <ablation>/ablation/masks.md (printed too):
 - per variant with a generator, at each of `--epochs`: mean ± sample std over the seeds of G's mean forget
@@ -20,7 +20,6 @@ import math
 import statistics
 from pathlib import Path
 
-from mlflow.entities import ViewType
 from scipy import stats
 
 from mixsweep import ablate, state as sweep_state
@@ -48,14 +47,7 @@ def main() -> None:
     state = sweep_state.load(args.ablation, args.storage)
     info = ablate.load_info(state)
     client = records.client(state.tracking_uri)
-    children = client.search_runs(
-        [state.experiment_id], filter_string=f"tags.`{records.PARENT_TAG}` = '{state.parent_run_id}' "
-                                             "AND attributes.status = 'FINISHED'",
-        run_view_type=ViewType.ACTIVE_ONLY, max_results=10_000)
-    runs: dict[tuple[str, int], object] = {}
-    for run in sorted(children, key=lambda r: r.info.end_time or 0):
-        if ablate.VARIANT_TAG in run.data.tags:
-            runs[(run.data.tags[ablate.VARIANT_TAG], int(run.data.tags[ablate.SEED_TAG]))] = run
+    runs = ablate.finished_runs(state, info)
     epochs = [int(e) for e in args.epochs.split(",")]
 
     lines = [f"# What G's mask did: ablation {state.name}", "",
