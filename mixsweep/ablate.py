@@ -17,6 +17,11 @@ After the trials, each child run is tagged with its variant and seed (`mixsweep.
 records — the method's last-epoch metrics, and Retrain's from each run's metrics.csv — and written to
 <sweep>/ablation/table.md and table.csv, and logged on the parent run under `ablation/`.
 `mixsweep report NAME` rebuilds the same table (e.g. after a resume) with a bar chart.
+
+`--reuse NAME` takes an earlier ablation's finished runs into this one's table wherever a (variant, seed)
+has exactly the same config (run_key): on a CPU track where a run costs minutes, a plan that shares rows
+with one already run (mixblock_answer_full's rows are mixblock_forms_full's) runs only its new rows. The
+reused runs stay children of their own ablation; ablation.json, the parent run and table.md name them.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import json
 import os
 import pickle
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +75,8 @@ class AblationInfo:
     task: str
     hardware: str                       # the Ray cluster the trials ran on (evidence.cluster_hardware)
     versions: dict[str, str]
+    # --reuse: runs of earlier ablations taken as they are, [{variant, seed, run_id, ablation}]
+    reused: list[dict[str, Any]] = field(default_factory=list)
 
     def save(self, folder: Path) -> Path:
         path = folder / INFO_FILE
@@ -137,9 +144,11 @@ def run_key(config: dict[str, Any]) -> str:
 def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_per_trial: float = 1.0,
                  gpus_per_trial: float = 0.0, address: str | None = None, storage: str | None = None,
                  tracking_uri: str | None = None, name: str | None = None,
-                 checkpoint_every: int = 1, references: str | None = None) -> AblationResult | None:
+                 checkpoint_every: int = 1, references: str | None = None,
+                 reuse: list[str] | None = None) -> AblationResult | None:
     """Run every (variant, seed) of the plan to the end, then write and log the table (None when the
-    ablation was interrupted: `resume`, then `report`, finish it)."""
+    ablation was interrupted: `resume`, then `report`, finish it). `reuse`: earlier ablations (names under
+    the storage, or folders) whose finished runs with the same config are taken instead of run again."""
     # ---- the user's input, all of it, before anything starts -------------------------------------------
     plan_path = Path(plan_file).expanduser().resolve()
     if not plan_path.is_file() and str(plan_file).removesuffix(".yaml") in list_plans():
@@ -156,6 +165,11 @@ def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_
     uri = tracking.tracking_uri(tracking_uri)
     cluster.check_request(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
     runs = plan.runs()
+    earlier = [earlier_ablation(other, storage, uri) for other in reuse or ()]
+
+    reused = reused_runs(runs, earlier)
+    taken = {(entry["variant"], entry["seed"]) for entry in reused}
+    runs = [run for run in runs if (run.variant, run.seed) not in taken]
 
     with cluster.connected(address):
         cluster.check_resources(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
@@ -171,24 +185,53 @@ def run_ablation(plan_file: str | Path, *, concurrency: int | None = None, cpus_
             cache_dir=os.environ.get("MIXSWEEP_CACHE"),
             references=sweep_state.resolve_references(references, storage_path))
         info = plan_info(plan, plan_path, hardware=evidence.cluster_hardware())
+        info.reused = reused
         state.parent_run_id = open_parent_run(state, info)
         with parent_closed_on_error(state):
             state.save()
             info.save(state.local_dir)
-            print(f"ablation {name}: {len(plan.variants)} variants x {len(plan.seeds)} seeds = {len(runs)} runs, "
-                  f"{concurrency} at a time, {cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU each; Tune results "
-                  f"in {state.experiment_path}; MLflow {uri} (parent run {state.parent_run_id})", flush=True)
+            from_earlier = (f" ({len(reused)} more reused from {', '.join(sorted({e['ablation'] for e in reused}))})"
+                            if reused else "")
+            print(f"ablation {name}: {len(plan.variants)} variants x {len(plan.seeds)} seeds, {len(runs)} runs to "
+                  f"run{from_earlier}, {concurrency} at a time, {cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU "
+                  f"each; Tune results in {state.experiment_path}; MLflow {uri} (parent run "
+                  f"{state.parent_run_id})", flush=True)
             print(f"MLflow UI: {ui_hint(uri, experiment_id, state.parent_run_id)}", flush=True)
             keys = {run_key(run.config): (run.variant, run.seed) for run in runs}
-            complete = fit(make_tuner(state, [run.config for run in runs], keys), state,
-                           next_step="mixsweep report")
-            label_children(state, keys)
+            complete = True
+            if runs:   # every run reused: nothing for Tune to do, only the table
+                complete = fit(make_tuner(state, [run.config for run in runs], keys), state,
+                               next_step="mixsweep report")
+                label_children(state, keys)
     if not complete:
         # A partial table logged as the ablation's result would read as final: wait for the rest.
         print(f"ablation {name} interrupted: `mixsweep resume {name}` runs the rest, then `mixsweep report {name}` "
               "writes and logs the table", flush=True)
         return None
     return write_table(state, info)
+
+
+def earlier_ablation(other: str, storage: str | None, uri: str) -> tuple[sweep_state.SweepState, AblationInfo]:
+    """The ablation named by --reuse, refused unless its runs are in this ablation's MLflow store (the table
+    reads every run from one store)."""
+    state = sweep_state.load(other, storage)
+    if not is_ablation(state):
+        raise UsageError(f"--reuse {other}: a sweep, not an ablation; name an ablation run by `mixsweep ablate`")
+    if state.tracking_uri != uri:
+        raise UsageError(f"--reuse {other}: its runs are in {state.tracking_uri}, not {uri}; pass "
+                         f"--tracking-uri {state.tracking_uri}")
+    return state, load_info(state)
+
+
+def reused_runs(runs: list, earlier: list[tuple[sweep_state.SweepState, AblationInfo]]) -> list[dict[str, Any]]:
+    """The plan's (variant, seed)s that an earlier ablation finished with exactly the same config, each with
+    that run's id; the first ablation named wins where two have one."""
+    done: dict[str, tuple[str, str]] = {}
+    for state, info in earlier:
+        for (variant, seed), run in finished_runs(state, info).items():
+            done.setdefault(run_key({**info.configs[variant], "seed": seed}), (run.info.run_id, state.name))
+    return [{"variant": run.variant, "seed": run.seed, "run_id": done[key][0], "ablation": done[key][1]}
+            for run in runs if (key := run_key(run.config)) in done]
 
 
 def trials_that_fit(cpus_per_trial: float, gpus_per_trial: float) -> int:
@@ -217,7 +260,8 @@ def open_parent_run(state: sweep_state.SweepState, info: AblationInfo) -> str:
         "trials": state.trials, "concurrency": state.concurrency, "cpus_per_trial": state.cpus_per_trial,
         "gpus_per_trial": state.gpus_per_trial, "checkpoint_every": state.checkpoint_every,
         "storage": state.storage, "address": state.address or "local", "scheduler": "fifo",
-        "reference_store": state.references,
+        "reference_store": state.references, "reused_runs": len(info.reused),
+        "reused_from": ",".join(sorted({entry["ablation"] for entry in info.reused})),
         **{f"cluster_{k}": v for k, v in cluster.resources_summary().items()},
     }
     tags = {"mixsweep.sweep_name": state.name, "mixsweep.hardware": info.hardware,
@@ -304,6 +348,13 @@ def finished_runs(state: sweep_state.SweepState, info: AblationInfo) -> dict[tup
             place = keys.get(run_key(run.data.params))
         if place is not None:
             latest[place] = run
+    client = records.client(state.tracking_uri)
+    for entry in info.reused:   # --reuse: an earlier ablation's run, unless this one has run it since
+        place = (entry["variant"], int(entry["seed"]))
+        if place not in latest:
+            run = client.get_run(entry["run_id"])
+            if run.info.status == "FINISHED" and run.info.lifecycle_stage == "active":
+                latest[place] = run
     return latest
 
 
@@ -354,7 +405,7 @@ def write_table(state: sweep_state.SweepState, info: AblationInfo, *, echo: bool
     if echo:
         print(markdown.read_text(), flush=True)
         if missing:
-            print(f"warning: {missing} of {state.trials} runs did not finish and are not in the table; see their "
+            print(f"warning: {missing} of {len(info.variants) * len(info.seeds)} runs did not finish and are not in the table; see their "
                   "child runs in MLflow", flush=True)
         print(f"table: {markdown} and {csv_path} (also on the MLflow parent run under {TABLE_FOLDER}/)", flush=True)
     return AblationResult(state=state, info=info, table=table, markdown=markdown, csv=csv_path)
@@ -368,4 +419,15 @@ def table_document(state: sweep_state.SweepState, info: AblationInfo, table: Abl
         f"Plan: `{info.plan_file}`; seeds {', '.join(map(str, info.seeds))}; MLflow parent run "
         f"`{state.parent_run_id}` ({state.tracking_uri}).",
         f"Hardware: {info.hardware}. Versions: {evidence.versions_text(info.versions)}.", "",
-        table.markdown()])
+        *reused_lines(info), table.markdown()])
+
+
+def reused_lines(info: AblationInfo) -> list[str]:
+    """Which rows' runs an earlier ablation ran (--reuse): those ran on its hardware and commit."""
+    if not info.reused:
+        return []
+    by_ablation: dict[str, list[str]] = {}
+    for entry in info.reused:
+        by_ablation.setdefault(entry["ablation"], []).append(f"{entry['variant']}/seed{entry['seed']}")
+    return [f"Reused, same config and seed: {len(runs)} runs of ablation {name} ({', '.join(runs)})."
+            for name, runs in by_ablation.items()] + [""]

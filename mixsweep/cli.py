@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--name", help="ablation name (default: the plan file's stem)")
     ablate.add_argument("--register", metavar="NAME", help="register each variant's best seed (lowest avg_gap) "
                                                            "as a version of NAME, aliased by the variant")
+    ablate.add_argument("--reuse", metavar="ABLATION", action="append",
+                        help="an earlier ablation under --storage (name or folder) whose finished runs with the same "
+                             "config and seed go into this table instead of running again; repeatable")
     _common(ablate, address=True, storage=True, tracking=True, references=True)
 
     benchmark = commands.add_parser("benchmark", help="every method's sweep under one budget at once, then each "
@@ -276,7 +279,7 @@ def dispatch(args: argparse.Namespace) -> int:
         result = run_ablation(args.plan, concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
                               gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,
                               tracking_uri=args.tracking_uri, name=args.name, checkpoint_every=args.checkpoint_every,
-                              references=args.references)
+                              references=args.references, reuse=args.reuse)
         if args.register and result is not None:
             from .registry import register_ablation
             for registered in register_ablation(result.state, name=args.register):

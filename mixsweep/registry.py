@@ -186,22 +186,12 @@ def register_rows(state: sweep_state.SweepState, rows: dict[str, list[Any]], *, 
 
 def register_ablation(state: sweep_state.SweepState, *, name: str) -> list[Registered]:
     """Every variant's best seed of an ablation, alias = the variant."""
-    from .ablate import VARIANT_TAG, load_info, run_key
+    from .ablate import finished_runs, load_info
 
     info = load_info(state)
-    # Placed as ablate.collect places them: by the variant tag, else by the config (a run finished under
-    # `mixsweep resume` is not labelled).
-    keys = {run_key({**config, "seed": seed}): variant for variant, config in info.configs.items()
-            for seed in info.seeds}
-    children = records.client(state.tracking_uri).search_runs(
-        [state.experiment_id], filter_string=f"{records.trial_runs_of(state.parent_run_id)} "
-                                             "AND attributes.status = 'FINISHED'", max_results=10_000)
     rows: dict[str, list[Any]] = {variant: [] for variant in info.variants}
-    for run in children:
-        variant = run.data.tags.get(VARIANT_TAG) or keys.get(
-            run_key(run.data.params))
-        if variant in rows:
-            rows[variant].append(run)
+    for (variant, _), run in finished_runs(state, info).items():   # the table's runs, reused ones included
+        rows[variant].append(run)
     return register_rows(state, rows, name=name)
 
 

@@ -101,16 +101,14 @@ def ablation_masks(state: sweep_state.SweepState, info) -> dict[str, Any]:
     seed of the variant with the lowest mean final avg_gap), from the ablation's MLflow children."""
     from trainables import records
 
-    from .ablate import VARIANT_TAG
+    from .ablate import finished_runs
 
     try:
+        latest = finished_runs(state, info)   # the table's runs, reused ones (--reuse) included
         client = records.client(state.tracking_uri)
-        children = client.search_runs(
-            [state.experiment_id], max_results=10_000,
-            filter_string=f"{records.trial_runs_of(state.parent_run_id)} AND attributes.status = 'FINISHED'")
         series: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
         for variant in info.variants:
-            runs = [r for r in children if r.data.tags.get(VARIANT_TAG) == variant]
+            runs = [run for (row, _), run in latest.items() if row == variant]
             by_metric = {}
             for metric in MASK_METRICS:
                 by_epoch: dict[int, list[float]] = {}
@@ -123,12 +121,13 @@ def ablation_masks(state: sweep_state.SweepState, info) -> dict[str, Any]:
             if by_metric:
                 series[variant] = by_metric
         # The best variant (lowest mean final avg_gap over its seeds), shown by its best seed.
-        scored = [r for r in children if math.isfinite(r.data.metrics.get("avg_gap", math.nan))]
+        scored = [(variant, run) for (variant, _), run in latest.items()
+                  if math.isfinite(run.data.metrics.get("avg_gap", math.nan))]
         gaps: dict[str, list[float]] = {}
-        for run in scored:
-            gaps.setdefault(run.data.tags.get(VARIANT_TAG, ""), []).append(run.data.metrics["avg_gap"])
+        for variant, run in scored:
+            gaps.setdefault(variant, []).append(run.data.metrics["avg_gap"])
         best_variant = min(gaps, key=lambda v: sum(gaps[v]) / len(gaps[v]), default=None)
-        best = min((r for r in scored if r.data.tags.get(VARIANT_TAG, "") == best_variant),
+        best = min((run for variant, run in scored if variant == best_variant),
                    key=lambda r: r.data.metrics["avg_gap"], default=None)
     except Exception as error:   # noqa: BLE001 - the report must not need MLflow; say what is missing instead
         return {"series": {}, "best_run": None, "client": None, "why_not": f"MLflow unreachable ({error})"}

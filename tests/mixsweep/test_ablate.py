@@ -209,3 +209,46 @@ def test_the_table_refuses_runs_measured_against_other_references(ablation, tmp_
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"mixsweep: error: the table of ablation {NAME}: ") and "no_real/seed1" in error
     assert "eeeeeeeeeeee" in error
+
+
+def test_reuse_runs_only_the_new_seeds_and_tabulates_the_earlier_runs(ablation, tmp_path, capsys):
+    """Seeds 1 and 2 with --reuse of the module's ablation (seeds 0 and 1): only seed 2 runs; seed 1's
+    rows are the earlier runs themselves, in the table, the mask series and the registry."""
+    state, client, children = ablation
+    name = "two-by-two-more-seeds"
+    plan = write_plan(tmp_path / "more_seeds.yaml", seeds=[1, 2])
+    assert main(["ablate", str(plan), "--concurrency", "2", "--storage", state.storage, "--tracking-uri",
+                 state.tracking_uri, "--name", name, "--reuse", NAME]) == 0
+    assert "2 runs to run (2 more reused from two-by-two)" in capsys.readouterr().out
+    later = sweep_state.load(name, state.storage)
+    own = client.search_runs([later.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = "
+                                                                  f"'{later.parent_run_id}'")
+    assert sorted(r.info.run_name for r in own) == ["full/seed2", "no_real/seed2"]
+    assert client.get_run(later.parent_run_id).data.params["reused_from"] == NAME
+
+    earlier = {c.info.run_name: c for c in children}
+    table = read_csv((later.local_dir / "ablation" / "table.csv").read_text())
+    for variant in VARIANTS:
+        new = next(r for r in own if r.info.run_name == f"{variant}/seed2")
+        values = [earlier[f"{variant}/seed1"].data.metrics["avg_gap"], new.data.metrics["avg_gap"]]
+        assert float(table[variant]["avg_gap_mean"]) == pytest.approx(statistics.fmean(values), abs=1e-9)
+        assert table[variant]["n_seeds"] == "2"
+    assert "Reused, same config and seed: 2 runs of ablation two-by-two (no_real/seed1, full/seed1)." in (
+        later.local_dir / "ablation" / "table.md").read_text()
+
+    from mixsweep.ablate import load_info
+    from mixsweep.report import ablation_masks
+    masks = ablation_masks(later, load_info(later))
+    assert masks["series"]["full"]["mask_forget_share"][0] == [1, 2]   # both seeds' epochs, reused one included
+    assert masks["best_run"] in {earlier["full/seed1"].info.run_id, earlier["no_real/seed1"].info.run_id,
+                                 *(r.info.run_id for r in own)}
+
+
+def test_reuse_of_an_ablation_in_another_store_is_refused_naming_the_store(ablation, tmp_path, capsys):
+    state, _, _ = ablation
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main(["ablate", state.space_file, "--storage", state.storage, "--tracking-uri", other,
+                 "--name", "elsewhere", "--reuse", NAME]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--reuse {NAME}: its runs are in {state.tracking_uri}" in error and f"--tracking-uri {state.tracking_uri}" in error
+    assert not (tmp_path / "other.db").exists()
