@@ -75,7 +75,7 @@ class AblationInfo:
     task: str
     hardware: str                       # the Ray cluster the trials ran on (evidence.cluster_hardware)
     versions: dict[str, str]
-    # --reuse: runs of earlier ablations taken as they are, [{variant, seed, run_id, ablation}]
+    # --reuse: runs of earlier ablations taken as they are, [{variant, seed, run_id, ablation, hardware}]
     reused: list[dict[str, Any]] = field(default_factory=list)
 
     def save(self, folder: Path) -> Path:
@@ -226,11 +226,12 @@ def earlier_ablation(other: str, storage: str | None, uri: str) -> tuple[sweep_s
 def reused_runs(runs: list, earlier: list[tuple[sweep_state.SweepState, AblationInfo]]) -> list[dict[str, Any]]:
     """The plan's (variant, seed)s that an earlier ablation finished with exactly the same config, each with
     that run's id; the first ablation named wins where two have one."""
-    done: dict[str, tuple[str, str]] = {}
+    done: dict[str, dict[str, Any]] = {}
     for state, info in earlier:
         for (variant, seed), run in finished_runs(state, info).items():
-            done.setdefault(run_key({**info.configs[variant], "seed": seed}), (run.info.run_id, state.name))
-    return [{"variant": run.variant, "seed": run.seed, "run_id": done[key][0], "ablation": done[key][1]}
+            done.setdefault(run_key({**info.configs[variant], "seed": seed}),
+                            {"run_id": run.info.run_id, "ablation": state.name, "hardware": info.hardware})
+    return [{"variant": run.variant, "seed": run.seed, **done[key]}
             for run in runs if (key := run_key(run.config)) in done]
 
 
@@ -426,8 +427,9 @@ def reused_lines(info: AblationInfo) -> list[str]:
     """Which rows' runs an earlier ablation ran (--reuse): those ran on its hardware and commit."""
     if not info.reused:
         return []
-    by_ablation: dict[str, list[str]] = {}
+    by_ablation: dict[tuple[str, str], list[str]] = {}
     for entry in info.reused:
-        by_ablation.setdefault(entry["ablation"], []).append(f"{entry['variant']}/seed{entry['seed']}")
-    return [f"Reused, same config and seed: {len(runs)} runs of ablation {name} ({', '.join(runs)})."
-            for name, runs in by_ablation.items()] + [""]
+        by_ablation.setdefault((entry["ablation"], entry.get("hardware", "")), []).append(
+            f"{entry['variant']}/seed{entry['seed']}")
+    return [f"Reused, same config and seed: {len(runs)} runs of ablation {name} ({', '.join(runs)}), run on "
+            f"{hardware or 'the hardware its table names'}." for (name, hardware), runs in by_ablation.items()] + [""]

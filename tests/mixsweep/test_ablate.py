@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import statistics
 
@@ -233,8 +234,9 @@ def test_reuse_runs_only_the_new_seeds_and_tabulates_the_earlier_runs(ablation, 
         values = [earlier[f"{variant}/seed1"].data.metrics["avg_gap"], new.data.metrics["avg_gap"]]
         assert float(table[variant]["avg_gap_mean"]) == pytest.approx(statistics.fmean(values), abs=1e-9)
         assert table[variant]["n_seeds"] == "2"
-    assert "Reused, same config and seed: 2 runs of ablation two-by-two (no_real/seed1, full/seed1)." in (
-        later.local_dir / "ablation" / "table.md").read_text()
+    hardware = json.loads((state.local_dir / "ablation.json").read_text())["hardware"]
+    assert f"Reused, same config and seed: 2 runs of ablation two-by-two (no_real/seed1, full/seed1), run on " \
+           f"{hardware}." in (later.local_dir / "ablation" / "table.md").read_text()
 
     from mixsweep.ablate import load_info
     from mixsweep.report import ablation_masks
