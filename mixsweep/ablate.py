@@ -337,7 +337,8 @@ def finished_runs(state: sweep_state.SweepState, info: AblationInfo) -> dict[tup
     resume`, which does not label), by its params: every run of a plan has a config of its own."""
     keys = {run_key({**config, "seed": seed}): (variant, seed)
             for variant, config in info.configs.items() for seed in info.seeds}
-    children = records.client(state.tracking_uri).search_runs(
+    client = records.client(state.tracking_uri)
+    children = client.search_runs(
         [state.experiment_id], filter_string=f"{records.trial_runs_of(state.parent_run_id)} "
                                              "AND attributes.status = 'FINISHED'",
         run_view_type=ViewType.ACTIVE_ONLY, max_results=10_000)
@@ -349,7 +350,6 @@ def finished_runs(state: sweep_state.SweepState, info: AblationInfo) -> dict[tup
             place = keys.get(run_key(run.data.params))
         if place is not None:
             latest[place] = run
-    client = records.client(state.tracking_uri)
     for entry in info.reused:   # --reuse: an earlier ablation's run, unless this one has run it since
         place = (entry["variant"], int(entry["seed"]))
         if place not in latest:
@@ -406,8 +406,8 @@ def write_table(state: sweep_state.SweepState, info: AblationInfo, *, echo: bool
     if echo:
         print(markdown.read_text(), flush=True)
         if missing:
-            print(f"warning: {missing} of {len(info.variants) * len(info.seeds)} runs did not finish and are not in the table; see their "
-                  "child runs in MLflow", flush=True)
+            print(f"warning: {missing} of {len(info.variants) * len(info.seeds)} runs did not finish and are not in "
+                  "the table; see their child runs in MLflow", flush=True)
         print(f"table: {markdown} and {csv_path} (also on the MLflow parent run under {TABLE_FOLDER}/)", flush=True)
     return AblationResult(state=state, info=info, table=table, markdown=markdown, csv=csv_path)
 
@@ -429,7 +429,7 @@ def reused_lines(info: AblationInfo) -> list[str]:
         return []
     by_ablation: dict[tuple[str, str], list[str]] = {}
     for entry in info.reused:
-        by_ablation.setdefault((entry["ablation"], entry.get("hardware", "")), []).append(
+        by_ablation.setdefault((entry["ablation"], entry["hardware"]), []).append(
             f"{entry['variant']}/seed{entry['seed']}")
     return [f"Reused, same config and seed: {len(runs)} runs of ablation {name} ({', '.join(runs)}), run on "
-            f"{hardware or 'the hardware its table names'}." for (name, hardware), runs in by_ablation.items()] + [""]
+            f"{hardware}." for (name, hardware), runs in by_ablation.items()] + [""]

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from mixunlearn.config import UnlearnConfig
 
 from .audit_record import (AUDIT_TAG, KIND, ORIGINAL_ROW, RETRAIN_ROW, ROWS, audit_key, open_audit_run,

@@ -98,7 +98,7 @@ def ablation_report(state: sweep_state.SweepState, folder: Path) -> Report:
 
 def ablation_masks(state: sweep_state.SweepState, info) -> dict[str, Any]:
     """Each variant's mask diagnostics by epoch (mean over its finished seeds) and the best run (the best
-    seed of the variant with the lowest mean final avg_gap), from the ablation's MLflow children."""
+    seed of the variant with the lowest mean final avg_gap), from the table's runs (ablate.finished_runs)."""
     from trainables import records
 
     from .ablate import finished_runs

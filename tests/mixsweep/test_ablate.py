@@ -214,7 +214,7 @@ def test_the_table_refuses_runs_measured_against_other_references(ablation, tmp_
 
 def test_reuse_runs_only_the_new_seeds_and_tabulates_the_earlier_runs(ablation, tmp_path, capsys):
     """Seeds 1 and 2 with --reuse of the module's ablation (seeds 0 and 1): only seed 2 runs; seed 1's
-    rows are the earlier runs themselves, in the table, the mask series and the registry."""
+    rows are the earlier runs themselves, in the table and the mask series."""
     state, client, children = ablation
     name = "two-by-two-more-seeds"
     plan = write_plan(tmp_path / "more_seeds.yaml", seeds=[1, 2])
